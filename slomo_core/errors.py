@@ -1,0 +1,21 @@
+"""Errors whose message is one line meant for the user; the CLI prints it and exits non-zero."""
+
+
+class SlomoError(Exception):
+    """Base class: anything the user can fix (bad input, bad option, bad file)."""
+
+
+class InputError(SlomoError):
+    """The input is missing, not a video, too short, truncated or otherwise unusable."""
+
+
+class CheckpointError(SlomoError):
+    """A weights file is missing, corrupt, or does not match the architecture."""
+
+
+class OutputError(SlomoError):
+    """The output cannot be written."""
+
+
+class ConfigError(SlomoError):
+    """An option is out of range or contradicts another one."""

@@ -1,0 +1,123 @@
+"""The Super SloMo network (Jiang et al., CVPR 2018): two U-Nets around the shared synthesis."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from slomo_core.model.synthesis import approximate_intermediate_flows, backward_warp, fuse
+from slomo_core.model.unet import FULL_WIDTHS, UNet
+
+# Input normalisation of the public re-implementation (mean subtracted, std 1), RGB in [0, 1].
+REFERENCE_MEAN: tuple[float, float, float] = (0.429, 0.431, 0.397)
+REFERENCE_STD: tuple[float, float, float] = (1.0, 1.0, 1.0)
+
+
+@dataclass(frozen=True)
+class SuperSloMoConfig:
+    """Architecture and normalisation; stored in checkpoints so a file describes itself."""
+
+    widths: tuple[int, ...] = FULL_WIDTHS
+    mean: tuple[float, float, float] = REFERENCE_MEAN
+    std: tuple[float, float, float] = REFERENCE_STD
+
+    def to_dict(self) -> dict:
+        return {k: list(v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "SuperSloMoConfig":
+        return cls(**{k: tuple(v) for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+@dataclass
+class IntermediateFrames:
+    """What the network predicts for one batch of (pair, t) samples; extras serve the training losses."""
+
+    frames: torch.Tensor
+    flow_t0: torch.Tensor = field(repr=False)
+    flow_t1: torch.Tensor = field(repr=False)
+    visibility0: torch.Tensor = field(repr=False)
+
+
+class SuperSloMo(nn.Module):
+    """Flow computation ``UNet(6, 4)`` and arbitrary-time flow interpolation ``UNet(20, 5)``.
+
+    Frames are RGB float tensors in [0, 1], NCHW, height and width multiples of 32. The U-Nets run in
+    whatever dtype the module has; warping and fusion always run in fp32.
+    """
+
+    def __init__(self, config: SuperSloMoConfig = SuperSloMoConfig()) -> None:
+        super().__init__()
+        self.config = config
+        self.flow_net = UNet(6, 4, config.widths)
+        self.interp_net = UNet(20, 5, config.widths)
+        self.memory_format = torch.contiguous_format
+
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        return self.flow_net.conv1.weight.dtype
+
+    def _stats(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # Kept out of the module's buffers so a bf16 model still normalises in exact fp32.
+        mean = torch.tensor(self.config.mean, dtype=torch.float32, device=like.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.config.std, dtype=torch.float32, device=like.device).view(1, 3, 1, 1)
+        return mean, std
+
+    def normalize(self, frames: torch.Tensor) -> torch.Tensor:
+        mean, std = self._stats(frames)
+        return (frames.float() - mean) / std
+
+    def _denormalize(self, frames: torch.Tensor) -> torch.Tensor:
+        mean, std = self._stats(frames)
+        return frames * std + mean
+
+    def place(self, device: torch.device | str, dtype: torch.dtype, channels_last: bool) -> "SuperSloMo":
+        """Move to a device and compute dtype; channels_last speeds convolutions on CPUs and GPUs."""
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        return self.to(device=device, dtype=dtype, memory_format=self.memory_format)
+
+    def _run(self, net: UNet, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.compute_dtype).contiguous(memory_format=self.memory_format)
+        return net(x).float()
+
+    def compute_flows(self, frame0: torch.Tensor, frame1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Bidirectional flows F_0->1 and F_1->0 (pixels), once per pair."""
+        out = self._run(self.flow_net, torch.cat((self.normalize(frame0), self.normalize(frame1)), dim=1))
+        return out[:, :2], out[:, 2:4]
+
+    def synthesize(
+        self,
+        frame0: torch.Tensor,
+        frame1: torch.Tensor,
+        flow01: torch.Tensor,
+        flow10: torch.Tensor,
+        t: torch.Tensor,
+    ) -> IntermediateFrames:
+        """Frames at times ``t`` (one per batch element; pair tensors already repeated to match)."""
+        i0, i1 = self.normalize(frame0), self.normalize(frame1)
+        flow_t0, flow_t1 = approximate_intermediate_flows(flow01, flow10, t)
+        g0 = backward_warp(i0, flow_t0)
+        g1 = backward_warp(i1, flow_t1)
+        out = self._run(self.interp_net, torch.cat((i0, i1, flow01, flow10, flow_t1, flow_t0, g1, g0), dim=1))
+        flow_t0 = flow_t0 + out[:, 0:2]
+        flow_t1 = flow_t1 + out[:, 2:4]
+        visibility0 = torch.sigmoid(out[:, 4:5])
+        warped0 = backward_warp(i0, flow_t0)
+        warped1 = backward_warp(i1, flow_t1)
+        frames = self._denormalize(fuse(warped0, warped1, visibility0, 1 - visibility0, t))
+        return IntermediateFrames(frames, flow_t0, flow_t1, visibility0)
+
+    def forward(self, frame0: torch.Tensor, frame1: torch.Tensor, t: Sequence[float] | torch.Tensor) -> torch.Tensor:
+        """Convenience: every t for every pair, shape (pairs * len(t), 3, H, W), pair-major."""
+        t = torch.as_tensor(t, dtype=torch.float32, device=frame0.device).flatten()
+        flow01, flow10 = self.compute_flows(frame0, frame1)
+        n, k = frame0.shape[0], t.numel()
+
+        def rep(x: torch.Tensor) -> torch.Tensor:
+            return x.repeat_interleave(k, dim=0)
+
+        times = t.repeat(n)
+        return self.synthesize(rep(frame0), rep(frame1), rep(flow01), rep(flow10), times).frames
