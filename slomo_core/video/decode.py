@@ -1,0 +1,222 @@
+"""Decode video frames to RGB arrays with their exact presentation timestamps.
+
+Frames come in presentation order with the stream's own pts (never a counter), so VFR and
+B-frame files keep their timing. A range of frames (a chunk) is decoded by seeking to the keyframe
+at or before its first frame and dropping what precedes it; the count is checked, never padded.
+
+Colour: YUV -> RGB uses the matrix and range the file is tagged with. Untagged files get the
+guess players make: BT.709 from 720 lines up, BT.601 below. ``encode.py`` always writes BT.709
+limited range and tags it, so ``decode(encode(x)) ~= x`` and the output looks like the input.
+Both directions use swscale with ``SWS_FLAGS`` (bilinear chroma, accurate rounding, full chroma
+interpolation): swscale's default fast YUV->RGB path is biased by about -1 level per channel, so a
+round trip through the defaults darkens every frame slightly.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import av
+import av.error
+import av.video.stream
+import numpy as np
+from av.video.frame import VideoFrame
+from av.video.reformatter import Colorspace, Interpolation, VideoReformatter
+
+from slomo_core.errors import ConfigError, InputError
+from slomo_core.video.probe import ffmpeg_reason, find_video_stream, open_input, read_frame_timestamps
+
+log = logging.getLogger(__name__)
+
+# How many times to step back to an earlier keyframe when a seek lands after the wanted frame
+# (possible when a keyframe's dts is before a wanted frame's pts but its pts after it).
+_MAX_SEEK_RETRIES = 4
+_AVCOL_SPC_UNSPECIFIED = 2
+_HD_MIN_HEIGHT = 720
+
+# swscale flags for YUV<->RGB, shared with encode.py (unbiased round trip; ~17 ms per 1080p frame).
+SWS_FLAGS = (
+    Interpolation.BILINEAR | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT | Interpolation.FULL_CHR_H_INP
+)
+
+
+@dataclass(frozen=True)
+class DecodedFrame:
+    """One displayed frame: its display index in the file, its pts in the stream time base, RGB pixels."""
+
+    index: int
+    pts: int
+    image: np.ndarray  # HxWx3 uint8 RGB, C-contiguous
+
+
+def frame_to_rgb(frame: VideoFrame, reformatter: VideoReformatter | None = None) -> np.ndarray:
+    """HxWx3 uint8 RGB with the file's colour matrix (or the players' guess when untagged)."""
+    src_colorspace = None  # None: PyAV uses the frame's own tag (and its range tag)
+    if frame.colorspace == _AVCOL_SPC_UNSPECIFIED:
+        src_colorspace = Colorspace.ITU709 if frame.height >= _HD_MIN_HEIGHT else Colorspace.ITU601
+    reformatter = reformatter or VideoReformatter()
+    rgb = reformatter.reformat(frame, format="rgb24", src_colorspace=src_colorspace, interpolation=SWS_FLAGS)
+    return np.ascontiguousarray(rgb.to_ndarray())
+
+
+def _frame_pts(frame: VideoFrame, path: str, index: int) -> int:
+    if frame.pts is not None:
+        return frame.pts
+    best = getattr(frame, "best_effort_timestamp", None)
+    if best is not None:
+        return best
+    raise InputError(f"{path}: frame {index} has no timestamp")
+
+
+def _configure_threads(stream: av.video.stream.VideoStream, threads: int) -> None:
+    stream.thread_type = "AUTO"
+    stream.codec_context.thread_count = threads
+
+
+@dataclass
+class _PacketStats:
+    discarded: int = 0
+
+
+def _decode_packets(packets: Iterator[av.Packet], stats: _PacketStats) -> Iterator[VideoFrame]:
+    for packet in packets:
+        if packet.is_discard:
+            stats.discarded += 1
+        yield from packet.decode()  # the final empty packet from demux() flushes the decoder
+
+
+def _frames_from_start(path: str, threads: int, stats: _PacketStats) -> Iterator[tuple[VideoFrame, int]]:
+    """All frames from the start of the file, with the container's declared frame count."""
+    with open_input(path) as container:
+        stream = find_video_stream(container, path)
+        _configure_threads(stream, threads)
+        declared = stream.frames
+        for frame in _decode_packets(container.demux(stream), stats):
+            yield frame, declared
+
+
+def _frames_from(path: str, target_pts: int, threads: int, stats: _PacketStats) -> Iterator[tuple[VideoFrame, int]]:
+    """Frames starting at or before the frame with ``target_pts``, via a keyframe seek.
+
+    If a seek lands after the target, step back to the keyframe before the one it landed on; as a
+    last resort decode from the start of the file.
+    """
+    seek_ts = target_pts
+    for _ in range(_MAX_SEEK_RETRIES):
+        with open_input(path) as container:
+            stream = find_video_stream(container, path)
+            _configure_threads(stream, threads)
+            declared = stream.frames
+            try:
+                container.seek(seek_ts, stream=stream, backward=True, any_frame=False)
+            except av.error.FFmpegError as err:
+                log.debug("%s: seek to %d failed (%s); decoding from the start", path, seek_ts, err)
+                break
+            packets = container.demux(stream)
+            first = next(packets, None)
+            if first is None or (first.pts is None and first.dts is None):
+                break
+            landed = first.dts if first.dts is not None else first.pts
+            frames = _decode_packets(itertools.chain([first], packets), stats)
+            head = next(frames, None)
+            if head is not None and head.pts is not None and head.pts <= target_pts:
+                yield head, declared
+                for frame in frames:
+                    yield frame, declared
+                return
+            log.debug("%s: seek to %d landed after frame pts %d; stepping back", path, seek_ts, target_pts)
+            if landed > seek_ts:
+                break  # no keyframe at or before seek_ts in the index
+            seek_ts = landed - 1
+        stats.discarded = 0
+    stats.discarded = 0
+    yield from _frames_from_start(path, threads, stats)
+
+
+def _check_range(path: str, start_index: int, stop_index: int | None) -> None:
+    if start_index < 0:
+        raise ConfigError(f"{path}: start_index must be >= 0, got {start_index}")
+    if stop_index is not None and stop_index < start_index:
+        raise ConfigError(f"{path}: stop_index {stop_index} is before start_index {start_index}")
+
+
+def iter_frames(
+    path: str,
+    start_index: int = 0,
+    stop_index: int | None = None,
+    *,
+    threads: int = 0,
+    timestamps: Sequence[int] | None = None,
+) -> Iterator[DecodedFrame]:
+    """Yield frames ``start_index`` .. ``stop_index - 1`` (display order) with exact pts.
+
+    ``timestamps`` (optional) is ``read_frame_timestamps(path)`` if the caller already has it;
+    it is needed to seek when ``start_index > 0`` and is then read here if not given. Every
+    delivered pts is checked against it. ``threads`` = 0 lets FFmpeg pick.
+    InputError on decode errors, missing/non-increasing timestamps, a truncated stream, or a
+    range the file does not have: exactly ``stop_index - start_index`` frames or an error.
+    """
+    _check_range(path, start_index, stop_index)
+    if stop_index == start_index:
+        return
+    expected: Sequence[int] | None = timestamps
+    if expected is None and start_index > 0:
+        expected = read_frame_timestamps(path)
+    if expected is not None:
+        last_wanted = (stop_index if stop_index is not None else start_index + 1) - 1
+        if last_wanted >= len(expected):
+            raise InputError(
+                f"{path}: frames {start_index}..{last_wanted} requested but the video has {len(expected)} frames"
+            )
+
+    stats = _PacketStats()
+    if start_index > 0:
+        assert expected is not None
+        source = _frames_from(path, expected[start_index], threads, stats)
+    else:
+        source = _frames_from_start(path, threads, stats)
+
+    reformatter = VideoReformatter()
+    index = start_index
+    prev_pts: int | None = None
+    declared = 0
+    try:
+        while stop_index is None or index < stop_index:
+            try:
+                item = next(source, None)
+            except av.error.FFmpegError as err:
+                raise InputError(f"{path}: decode error at frame {index} ({ffmpeg_reason(err)})") from err
+            if item is None:
+                break
+            frame, declared = item
+            pts = _frame_pts(frame, path, index)
+            if expected is not None and pts < expected[start_index]:
+                continue  # decoded from the keyframe before the wanted range
+            if prev_pts is not None and pts <= prev_pts:
+                raise InputError(f"{path}: frame {index} has pts {pts}, not after the previous frame's {prev_pts}")
+            if expected is not None and index < len(expected) and pts != expected[index]:
+                raise InputError(f"{path}: frame {index} has pts {pts} but the packets say {expected[index]}")
+            try:
+                image = frame_to_rgb(frame, reformatter)
+            except (av.error.FFmpegError, ValueError) as err:
+                raise InputError(f"{path}: cannot convert frame {index} to RGB ({ffmpeg_reason(err)})") from err
+            yield DecodedFrame(index=index, pts=pts, image=image)
+            prev_pts = pts
+            index += 1
+    finally:
+        source.close()  # closes the container even when the caller stops early
+
+    if stop_index is not None and index < stop_index:
+        raise InputError(
+            f"{path}: wanted frames {start_index}..{stop_index - 1} but decoding stopped after {index - start_index}"
+        )
+    if stop_index is None:
+        if expected is not None and index < len(expected):
+            raise InputError(f"{path}: truncated: {len(expected)} frames in the index, decoded {index}")
+        elif declared > 0 and index + stats.discarded < declared:
+            raise InputError(f"{path}: truncated: declared {declared} frames, decoded {index}")
+    if index == start_index:
+        raise InputError(f"{path}: no video frames decoded")

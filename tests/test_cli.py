@@ -1,0 +1,139 @@
+"""The `slomo` command: help, probe, convert, and one clear line for every kind of bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import pytest
+import torch
+
+from flows.cli import main
+from slomo_core.model.checkpoint import save_superslomo
+from slomo_core.model.superslomo import SuperSloMo, SuperSloMoConfig
+from slomo_core.video.probe import read_frame_timestamps
+
+from clips import make_audio_only, make_clip, moving_square_frames, truncate_file
+
+
+@pytest.fixture
+def clip(tmp_path: Path) -> str:
+    return make_clip(str(tmp_path / "in.mp4"), moving_square_frames(5, 64, 48), list(range(5)), Fraction(1, 25))
+
+
+def _fails(capsys: pytest.CaptureFixture[str], argv: list[str], expect: str, code: int = 1) -> str:
+    assert main(argv) == code
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("slomo: error: ") and "\n" not in err and "Traceback" not in err, err
+    assert expect in err, err
+    return err
+
+
+def test_convert_and_probe(tmp_path: Path, clip: str, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out.mp4"
+    assert main(["convert", clip, str(out), "--factor", "3", "-q"]) == 0
+    assert "5 -> 13 frames" in capsys.readouterr().out
+    assert len(read_frame_timestamps(str(out))) == 13
+    assert main(["probe", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "frames               13" in text and "time_base" in text
+
+
+def test_fps_option_parses_ntsc(tmp_path: Path, clip: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["convert", clip, str(tmp_path / "o.mp4"), "--fps", "59.94", "-q"]) == 0
+    assert main(["probe", "--json", str(tmp_path / "o.mp4")]) == 0
+    text = capsys.readouterr().out
+    # 60000/1001 fps: the grid time base 1001/60000 is stored as 1/60000 with pts steps of 1001.
+    assert '"time_base": "1/60000"' in text and '"last_pts": 10010' in text and '"frames": 11' in text
+
+
+def test_network_with_weights_file(tmp_path: Path, clip: str) -> None:
+    torch.manual_seed(0)
+    weights = tmp_path / "tiny.pt"
+    save_superslomo(SuperSloMo(SuperSloMoConfig(widths=(4, 8, 8, 8, 8, 8))), str(weights))
+    out = tmp_path / "net.mp4"
+    assert main(["convert", clip, str(out), "--factor", "2", "--model", "superslomo", "--weights", str(weights), "-q"]) == 0
+    assert len(read_frame_timestamps(str(out))) == 9
+
+
+def test_missing_input(tmp_path: Path, capsys) -> None:
+    _fails(capsys, ["convert", str(tmp_path / "nope.mp4"), str(tmp_path / "o.mp4"), "--factor", "2"], "no such file")
+
+
+def test_not_a_video(tmp_path: Path, capsys) -> None:
+    (tmp_path / "notes.mp4").write_text("hello, not a video\n" * 20)
+    _fails(capsys, ["convert", str(tmp_path / "notes.mp4"), str(tmp_path / "o.mp4"), "--factor", "2"], "notes.mp4")
+
+
+def test_empty_file(tmp_path: Path, capsys) -> None:
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    _fails(capsys, ["probe", str(tmp_path / "empty.mp4")], "empty file")
+
+
+def test_audio_only(tmp_path: Path, capsys) -> None:
+    src = make_audio_only(str(tmp_path / "song.m4a"))
+    _fails(capsys, ["convert", src, str(tmp_path / "o.mp4"), "--factor", "2"], "song.m4a")
+
+
+def test_zero_frames(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "zero.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+    err = _fails(capsys, ["convert", str(path), str(tmp_path / "o.mp4"), "--factor", "2"], "zero.mp4")
+    assert not (tmp_path / "o.mp4").exists(), err
+
+
+def test_one_frame(tmp_path: Path, capsys) -> None:
+    src = make_clip(str(tmp_path / "one.mp4"), moving_square_frames(1, 32, 32), [0], Fraction(1, 25))
+    _fails(capsys, ["convert", src, str(tmp_path / "o.mp4"), "--factor", "2"], "at least 2")
+
+
+def test_truncated(tmp_path: Path, capsys) -> None:
+    src = make_clip(str(tmp_path / "full.mp4"), moving_square_frames(30, 64, 48), list(range(30)), Fraction(1, 25), faststart=True)
+    cut = truncate_file(src, str(tmp_path / "cut.mp4"), 0.6)
+    _fails(capsys, ["convert", cut, str(tmp_path / "o.mp4"), "--factor", "2"], "cut.mp4")
+    assert not (tmp_path / "o.mp4").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".slomo")] == []
+
+
+@pytest.mark.parametrize("factor,expect", [("1", ">= 2"), ("0", ">= 2"), ("100000", "absurd")])
+def test_bad_factor(tmp_path: Path, clip: str, capsys, factor: str, expect: str) -> None:
+    _fails(capsys, ["convert", clip, str(tmp_path / "o.mp4"), "--factor", factor], expect, code=2)
+
+
+def test_unwritable_output(tmp_path: Path, clip: str, capsys) -> None:
+    _fails(capsys, ["convert", clip, str(tmp_path / "no" / "dir" / "o.mp4"), "--factor", "2"], "does not exist")
+    (tmp_path / "file").write_text("x")
+    _fails(capsys, ["convert", clip, str(tmp_path / "file" / "o.mp4"), "--factor", "2"], "does not exist")
+
+
+def test_output_equals_input(clip: str, capsys) -> None:
+    _fails(capsys, ["convert", clip, clip, "--factor", "2", "--overwrite"], "overwrite the input")
+
+
+def test_bad_weights(tmp_path: Path, clip: str, capsys) -> None:
+    (tmp_path / "w.pt").write_text("junk")
+    _fails(capsys, ["convert", clip, str(tmp_path / "o.mp4"), "--factor", "2", "--model", "superslomo",
+                    "--weights", str(tmp_path / "w.pt")], "not a readable PyTorch checkpoint")
+    _fails(capsys, ["convert", clip, str(tmp_path / "o.mp4"), "--factor", "2", "--model", "superslomo"], "--weights", code=2)
+
+
+def test_help_explains_every_option() -> None:
+    result = subprocess.run([sys.executable, "-m", "flows.cli", "convert", "--help"], capture_output=True, text=True, check=True)
+    for option in ("--factor", "--fps", "--mode", "--model", "--weights", "--codec", "--crf", "--audio", "--scene-threshold",
+                   "--device", "--dtype", "--overwrite"):
+        assert option in result.stdout
+
+
+def test_entry_point_error_is_one_line(tmp_path: Path) -> None:
+    exe = Path(sys.executable).with_name("slomo")
+    if not exe.exists():
+        pytest.skip("console script not installed")
+    result = subprocess.run([str(exe), "convert", str(tmp_path / "x.mp4"), str(tmp_path / "y.mp4"), "--factor", "2"],
+                            capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0 and "no such file" in result.stderr
