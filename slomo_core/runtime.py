@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from slomo_core.errors import ConfigError
@@ -27,3 +29,23 @@ def resolve_dtype(name: str) -> torch.dtype:
         return DTYPES[name]
     except KeyError:
         raise ConfigError(f"unknown dtype {name!r} (use {', '.join(DTYPES)})") from None
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU advertises bf16 instructions (Linux /proc/cpuinfo); False when unknown."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def available_host_memory(default: int = 8 << 30) -> int:
+    """Bytes of RAM available to new allocations (Linux MemAvailable), or ``default`` when unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return default

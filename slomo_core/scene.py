@@ -21,7 +21,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from slomo_core.errors import ConfigError, InputError
+from slomo_core.errors import ConfigError
+from slomo_core.interp.base import check_frame_pair
 
 DEFAULT_THRESHOLD = 0.28
 
@@ -89,7 +90,7 @@ class SceneCutDetector:
 
     def score(self, frame0: np.ndarray, frame1: np.ndarray) -> float:
         """How different the two pictures are, in [0, 1]; symmetric in its arguments."""
-        _check_pair(frame0, frame1)
+        check_frame_pair(frame0, frame1)
         return 0.5 * (self.histogram_distance(frame0, frame1) + self.structure_distance(frame0, frame1))
 
     def is_cut(self, frame0: np.ndarray, frame1: np.ndarray) -> bool:
@@ -104,11 +105,3 @@ def _shrink(frame: np.ndarray, width: int) -> np.ndarray:
         return frame
     height = max(1, round(h * width / w))
     return cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
-
-
-def _check_pair(frame0: np.ndarray, frame1: np.ndarray) -> None:
-    for frame in (frame0, frame1):
-        if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
-            raise InputError(f"frames must be HxWx3 uint8 RGB, got {frame.dtype} {frame.shape}")
-    if frame0.shape != frame1.shape:
-        raise InputError(f"frames of a pair differ in size: {frame0.shape} vs {frame1.shape}")

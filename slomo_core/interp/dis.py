@@ -14,8 +14,8 @@ import cv2
 import numpy as np
 import torch
 
-from slomo_core.errors import ConfigError, InputError
-from slomo_core.interp.base import PairRequest
+from slomo_core.errors import ConfigError
+from slomo_core.interp.base import PairRequest, check_frame_pair
 from slomo_core.model.synthesis import approximate_intermediate_flows, backward_warp, fuse
 
 # DIS refuses images much smaller than its patches; tiny frames are edge-padded up to this and cropped back.
@@ -100,7 +100,7 @@ class DISInterpolator:
 
     def compute_flows(self, frame0: np.ndarray, frame1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """F_0->1 and F_1->0 as HxWx2 float32 pixels (channel 0 = x)."""
-        _check_pair(frame0, frame1)
+        check_frame_pair(frame0, frame1)
         h, w = frame0.shape[:2]
         g0, g1 = (_pad_to(self._grey(f), MIN_FLOW_SIZE) for f in (frame0, frame1))
         flow01 = self._dis.calc(g0, g1, None)[:h, :w]
@@ -115,7 +115,7 @@ class DISInterpolator:
         return torch.exp(-err2 / (self.occlusion_sigma**2 + self.occlusion_relative * mag2))
 
     def _interpolate_pair(self, request: PairRequest) -> list[np.ndarray]:
-        _check_pair(request.frame0, request.frame1)
+        check_frame_pair(request.frame0, request.frame1)
         times = tuple(float(t) for t in request.times)
         for t in times:
             if not 0.0 < t < 1.0:
@@ -150,14 +150,6 @@ class DISInterpolator:
         """One list of HxWx3 uint8 RGB frames per request, one frame per requested time, in order."""
         with torch.inference_mode():
             return [self._interpolate_pair(request) for request in requests]
-
-
-def _check_pair(frame0: np.ndarray, frame1: np.ndarray) -> None:
-    for frame in (frame0, frame1):
-        if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
-            raise InputError(f"frames must be HxWx3 uint8 RGB, got {frame.dtype} {frame.shape}")
-    if frame0.shape != frame1.shape:
-        raise InputError(f"frames of a pair differ in size: {frame0.shape} vs {frame1.shape}")
 
 
 def _pad_to(grey: np.ndarray, size: int) -> np.ndarray:
