@@ -67,9 +67,21 @@ class OutputFrame:
 
 
 class OutputTimeline:
-    """Maps the input pts sequence to output frames for a RateSpec; pure integer/Fraction arithmetic."""
+    """Maps the input pts sequence to output frames for a RateSpec; pure integer/Fraction arithmetic.
 
-    def __init__(self, spec: RateSpec, input_pts: Sequence[int], input_time_base: Fraction) -> None:
+    A chunk builds its timeline from its own frames: ``input_pts`` are frames ``first_index`` onwards
+    and ``origin_pts`` is p_0 of the whole video, so pair indices and output pts are global.
+    """
+
+    def __init__(
+        self,
+        spec: RateSpec,
+        input_pts: Sequence[int],
+        input_time_base: Fraction,
+        *,
+        origin_pts: int | None = None,
+        first_index: int = 0,
+    ) -> None:
         spec.validate()
         if len(input_pts) < 2:
             raise ConfigError("interpolation needs at least two frames")
@@ -79,6 +91,10 @@ class OutputTimeline:
         self.spec = spec
         self.input_pts = list(input_pts)
         self.input_time_base = Fraction(input_time_base)
+        self.origin = self.input_pts[0] if origin_pts is None else int(origin_pts)
+        self.first_index = first_index
+        if self.origin > self.input_pts[0] or first_index < 0 or (first_index == 0 and self.origin != self.input_pts[0]):
+            raise ConfigError("origin_pts must be the pts of frame 0, at or before the first frame given")
         if spec.factor is not None:
             n = spec.factor
             self.time_base = self.input_time_base if spec.mode == "slowmo" else self.input_time_base / n
@@ -89,15 +105,27 @@ class OutputTimeline:
     def pair_count(self) -> int:
         return len(self.input_pts) - 1
 
+    @property
+    def pair_range(self) -> range:
+        """Global indices of the pairs this timeline covers."""
+        return range(self.first_index, self.first_index + self.pair_count)
+
     def _grid_index_at_or_after(self, input_pts: int) -> int:
-        seconds = (input_pts - self.input_pts[0]) * self.input_time_base
+        seconds = (input_pts - self.origin) * self.input_time_base
         return math.ceil(seconds / self.time_base)
 
     def pair_outputs(self, i: int) -> list[OutputFrame]:
-        """Output frames owned by pair (i, i+1), in presentation order."""
-        if not 0 <= i < self.pair_count:
-            raise IndexError(f"pair {i} out of range 0..{self.pair_count - 1}")
-        p0, pi, pj = self.input_pts[0], self.input_pts[i], self.input_pts[i + 1]
+        """Output frames owned by pair (i, i+1) (global index), in presentation order."""
+        if i not in self.pair_range:
+            raise IndexError(f"pair {i} out of range {self.pair_range.start}..{self.pair_range.stop - 1}")
+        local = i - self.first_index
+        return self.outputs_between(i, self.input_pts[local], self.input_pts[local + 1])
+
+    def outputs_between(self, i: int, pi: int, pj: int) -> list[OutputFrame]:
+        """Outputs of pair i from its two pts alone (plus p_0): what lets a chunk stream its frames."""
+        if pj <= pi:
+            raise ConfigError(f"input timestamps must increase (frame {i + 1}: {pj} <= {pi})")
+        p0 = self.origin
         if self.spec.factor is not None:
             n = self.spec.factor
             return [OutputFrame(i, Fraction(k, n), n * (pi - p0) + k * (pj - pi)) for k in range(n)]
@@ -108,22 +136,28 @@ class OutputTimeline:
 
     def last_output(self) -> OutputFrame:
         """The tail: the last input frame, emitted once as an original frame."""
-        last = len(self.input_pts) - 1
-        if self.spec.factor is not None:
-            pts = self.spec.factor * (self.input_pts[last] - self.input_pts[0])
-        else:
-            pts = self._grid_index_at_or_after(self.input_pts[last])
-        return OutputFrame(last, Fraction(0), pts)
+        return self.tail_output(self.first_index + len(self.input_pts) - 1, self.input_pts[-1])
 
-    def all_outputs(self) -> list[OutputFrame]:
-        frames = [f for i in range(self.pair_count) for f in self.pair_outputs(i)]
-        frames.append(self.last_output())
+    def tail_output(self, index: int, last_pts: int) -> OutputFrame:
+        if self.spec.factor is not None:
+            pts = self.spec.factor * (last_pts - self.origin)
+        else:
+            pts = self._grid_index_at_or_after(last_pts)
+        return OutputFrame(index, Fraction(0), pts)
+
+    def all_outputs(self, include_tail: bool = True) -> list[OutputFrame]:
+        """Every output of the covered pairs, plus the tail frame (for a chunk: only the video's last)."""
+        frames = [f for i in self.pair_range for f in self.pair_outputs(i)]
+        if include_tail:
+            frames.append(self.last_output())
         return frames
 
-    def output_count(self) -> int:
+    def output_count(self, include_tail: bool = True) -> int:
+        tail = 1 if include_tail else 0
         if self.spec.factor is not None:
-            return self.pair_count * self.spec.factor + 1
-        return self.last_output().pts - self._grid_index_at_or_after(self.input_pts[0]) + 1
+            return self.pair_count * self.spec.factor + tail
+        first = self._grid_index_at_or_after(self.input_pts[0])
+        return self._grid_index_at_or_after(self.input_pts[-1]) - first + tail
 
     def nominal_rate(self, input_rate: Fraction | None) -> Fraction | None:
         """The output's nominal frame rate (a hint for encoders; timestamps stay exact regardless)."""

@@ -167,8 +167,21 @@ def probe(path: str) -> VideoInfo:
     return replace(info, rotation=rotation)
 
 
+@dataclass(frozen=True)
+class FrameIndex:
+    """Every frame's pts in display order, and which display indices are keyframes (seek points)."""
+
+    pts: list[int]
+    keyframes: list[int]
+
+
 def read_frame_timestamps(path: str) -> list[int]:
-    """Presentation timestamps of every video frame, in display order, without decoding pixels.
+    """Presentation timestamps of every video frame, in display order, without decoding pixels."""
+    return read_frame_index(path).pts
+
+
+def read_frame_index(path: str) -> FrameIndex:
+    """Timestamps and keyframes of every video frame, in display order, without decoding pixels.
 
     Packets flagged "discard" (outside an MP4 edit list) are skipped, so the list matches the
     frames a decoder and a player show. Timestamps are in the stream time base and already include
@@ -179,6 +192,7 @@ def read_frame_timestamps(path: str) -> list[int]:
     with open_input(path) as container:
         stream = find_video_stream(container, path)
         timestamps: list[int] = []
+        key_pts: set[int] = set()
         discarded = 0
         try:
             for packet in container.demux(stream):
@@ -192,6 +206,8 @@ def read_frame_timestamps(path: str) -> list[int]:
                     raise InputError(f"{path}: video packet {len(timestamps)} has no pts and no dts")
                 if packet.is_corrupt:
                     log.warning("%s: video packet at pts %d is flagged corrupt", path, ts)
+                if packet.is_keyframe:
+                    key_pts.add(ts)
                 timestamps.append(ts)
         except av.error.FFmpegError as err:
             raise InputError(
@@ -206,4 +222,5 @@ def read_frame_timestamps(path: str) -> list[int]:
             raise InputError(f"{path}: two video frames share the timestamp {cur}")
     if declared > 0 and len(timestamps) + discarded < declared:
         raise InputError(f"{path}: truncated: declared {declared} frames, found {len(timestamps) + discarded}")
-    return timestamps
+    keyframes = [i for i, ts in enumerate(timestamps) if ts in key_pts]
+    return FrameIndex(timestamps, keyframes)

@@ -1,0 +1,184 @@
+"""Run one chunk: decode its frames, interpolate, encode a segment, upload it, commit it.
+
+An attempt writes its segment to a unique key and commits by writing the chunk's marker last; a chunk
+whose marker exists is done, whatever happened to other attempts. The rendering loop here is the only
+one: single-machine conversions are one-chunk jobs, so chunked and unchunked runs share every line.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from fractions import Fraction
+
+import numpy as np
+
+from slomo_core.errors import InputError, SlomoError
+from slomo_core.interp.base import FrameInterpolator, PairRequest
+from slomo_core.manifest import ChunkSpec, ChunkStatus, write_status
+from slomo_core.plan import JobLayout
+from slomo_core.scene import SceneCutDetector
+from slomo_core.storage import ObjectIdentity, StorageOptions, exists, file_sha256, localize, read_json, upload, write_json
+from slomo_core.timing import OutputFrame, OutputTimeline
+from slomo_core.video.decode import DecodedFrame, iter_frames
+from slomo_core.video.encode import VideoEncoder
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[int], None]  # called with the number of frames written so far by this chunk
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _pairs(frames: Iterator[DecodedFrame]) -> Iterator[tuple[DecodedFrame, DecodedFrame]]:
+    previous = next(frames, None)
+    for frame in frames:
+        yield previous, frame
+        previous = frame
+
+
+class _Writer:
+    def __init__(self, encoder: VideoEncoder, progress: ProgressCallback | None) -> None:
+        self.encoder, self.progress, self.count = encoder, progress, 0
+
+    def write(self, image: np.ndarray, out: OutputFrame) -> None:
+        self.encoder.write(image, out.pts)
+        self.count += 1
+        if self.progress is not None:
+            self.progress(self.count)
+
+
+def _counted(frames: Iterator[DecodedFrame], spec: ChunkSpec) -> Iterator[DecodedFrame]:
+    """Checks the first frame against the plan as it streams (the decoder checks the count)."""
+    for frame in frames:
+        if frame.index == spec.first_frame and frame.pts != spec.first_pts:
+            raise InputError(f"{spec.source_uri}: frame {frame.index} has pts {frame.pts}, the plan says {spec.first_pts}")
+        yield frame
+
+
+def _emit_batch(
+    batch: list[tuple[DecodedFrame, DecodedFrame, list[OutputFrame]]],
+    interpolator: FrameInterpolator,
+    detector: SceneCutDetector | None,
+    writer: _Writer,
+    cuts: list[int],
+) -> None:
+    """Interpolate all non-cut pairs of the batch in one call, then write every output in order."""
+    plans = batch
+    is_cut = [detector is not None and bool(outs) and detector.is_cut(a.image, b.image) for a, b, outs in plans]
+    requests, owners = [], []
+    for n, (a, b, outs) in enumerate(plans):
+        times = tuple(float(o.t) for o in outs if o.t > 0)
+        if is_cut[n]:
+            cuts.append(a.index)
+        elif times:
+            requests.append(PairRequest(a.image, b.image, times))
+            owners.append(n)
+    synthesized = dict(zip(owners, interpolator.interpolate(requests))) if requests else {}
+    for n, (a, _, outs) in enumerate(plans):
+        made = iter(synthesized.get(n, ()))
+        for out in outs:
+            image = a.image if out.t == 0 or is_cut[n] else next(made)
+            writer.write(image, out)
+
+
+def render_chunk(
+    spec: ChunkSpec,
+    source_path: str,
+    segment_path: str,
+    interpolator: FrameInterpolator,
+    progress: ProgressCallback | None = None,
+) -> tuple[int, list[int]]:
+    """Decode frames first..last of a local source and encode this chunk's outputs into a local segment.
+
+    Returns (frames written, pairs treated as scene cuts). Fails if a count or pts disagrees with the plan.
+    """
+    # Frames stream through: a pair's outputs need only its two pts and p_0, never the whole chunk.
+    timeline = OutputTimeline(
+        spec.rate_spec, [spec.first_pts, spec.last_pts], Fraction(spec.input_time_base),
+        origin_pts=spec.origin_pts, first_index=spec.first_frame,
+    )
+    detector = SceneCutDetector(spec.scene_threshold) if spec.scene_threshold is not None else None
+    cuts: list[int] = []
+    last: DecodedFrame | None = None
+    rate_hint = Fraction(spec.rate_hint) if spec.rate_hint else None
+    with VideoEncoder(
+        segment_path, spec.width, spec.height, Fraction(spec.output_time_base), spec.encoder,
+        frame_rate_hint=rate_hint, rotation=spec.rotation,
+    ) as encoder:
+        writer = _Writer(encoder, progress)
+        batch: list[tuple[DecodedFrame, DecodedFrame, list[OutputFrame]]] = []
+        for a, b in _pairs(_counted(iter_frames(source_path, spec.first_frame, spec.last_frame + 1), spec)):
+            batch.append((a, b, timeline.outputs_between(a.index, a.pts, b.pts)))
+            last = b
+            if len(batch) == spec.batch_pairs:
+                _emit_batch(batch, interpolator, detector, writer, cuts)
+                batch = []
+        if batch:
+            _emit_batch(batch, interpolator, detector, writer, cuts)
+        if last is None or last.pts != spec.last_pts:
+            raise InputError(f"{spec.source_uri}: chunk {spec.chunk_index} ended before frame {spec.last_frame}")
+        if spec.is_last:
+            writer.write(last.image, timeline.tail_output(last.index, last.pts))
+    if writer.count != spec.expected_frames:
+        raise InputError(f"chunk {spec.chunk_index}: wrote {writer.count} frames, the plan expects {spec.expected_frames}")
+    return writer.count, cuts
+
+
+def committed_segment(spec: ChunkSpec, options: StorageOptions | None = None) -> dict | None:
+    """The commit marker of a chunk (segment uri, sha256, frames), or None when not committed."""
+    marker = JobLayout(spec.work_uri).commit_marker(spec.chunk_index)
+    return read_json(marker, options) if exists(marker, options) else None
+
+
+def run_chunk(
+    spec: ChunkSpec,
+    interpolator: FrameInterpolator,
+    *,
+    cache_dir: str,
+    options: StorageOptions | None = None,
+    progress: ProgressCallback | None = None,
+) -> ChunkStatus:
+    """One attempt at a chunk: skip if committed; else render, upload to a unique key, commit, record.
+
+    A failure is recorded as a Parquet status row with its error, then raised again: SlomoError for a
+    problem with the input or plan (retrying will not help), anything else for the caller to retry.
+    """
+    layout = JobLayout(spec.work_uri)
+    attempt = f"{int(time.time())}-{uuid.uuid4().hex[:12]}"
+    started = time.time()
+    me = worker_id()
+    existing = committed_segment(spec, options)
+    if existing is not None:
+        return ChunkStatus(spec.job_id, spec.chunk_index, existing["attempt"], me, started, time.time(),
+                           existing["frames"], existing["segment_uri"], existing["sha256"], None, skipped=True)
+    with tempfile.TemporaryDirectory(prefix="slomo-chunk-") as tmp:
+        try:
+            source = localize(spec.source_uri, cache_dir, ObjectIdentity(spec.source_etag, spec.source_size), options)
+            segment_path = os.path.join(tmp, "segment.mp4")
+            frames, cuts = render_chunk(spec, source, segment_path, interpolator, progress)
+        except Exception as exc:
+            error = str(exc) if isinstance(exc, SlomoError) else f"{type(exc).__name__}: {exc}"
+            status = ChunkStatus(spec.job_id, spec.chunk_index, attempt, me, started, time.time(), 0, None, None, error)
+            try:
+                write_status(layout.status(spec.chunk_index, attempt), [status], options)
+            except Exception:  # the original failure matters more than its record
+                log.exception("could not record the failure of chunk %d", spec.chunk_index)
+            raise
+        digest = file_sha256(segment_path)
+        segment_uri = layout.segment(spec.chunk_index, attempt)
+        upload(segment_path, segment_uri, options)
+    status = ChunkStatus(spec.job_id, spec.chunk_index, attempt, me, started, time.time(), frames, segment_uri, digest, None)
+    write_status(layout.status(spec.chunk_index, attempt), [status], options)
+    write_json(layout.commit_marker(spec.chunk_index),
+               {"attempt": attempt, "segment_uri": segment_uri, "sha256": digest, "frames": frames,
+                "scene_cuts": cuts, "worker": me}, options)
+    log.info("chunk %d of %s committed: %d frames by %s", spec.chunk_index, spec.job_id, frames, me)
+    return status

@@ -1,0 +1,190 @@
+"""The plan of a job as an immutable Parquet manifest (one row per chunk) and Parquet status rows.
+
+Every row is self-contained, so a worker needs nothing but its row: source and its identity, the frame
+and pts range, time bases, rate, model, encoder settings and where to write. The schema version lives in
+the Parquet metadata; a reader refuses versions it does not know.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields
+from fractions import Fraction
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from slomo_core.errors import ConfigError, InputError
+from slomo_core.storage import StorageOptions, exists, read_bytes, write_bytes
+from slomo_core.timing import RateSpec
+from slomo_core.video.encode import EncoderSettings
+
+SCHEMA_VERSION = 1
+_META_KEY = b"slomo.manifest"
+
+
+@dataclass(frozen=True)
+class ChunkSpec:
+    """One chunk: it owns input pairs [first_frame, last_frame) and decodes frames first..last inclusive."""
+
+    job_id: str
+    chunk_index: int
+    chunk_count: int
+    source_uri: str
+    source_etag: str
+    source_size: int
+    first_frame: int
+    last_frame: int
+    first_pts: int
+    last_pts: int
+    origin_pts: int
+    input_time_base: str  # "num/den"
+    output_time_base: str
+    mode: str
+    factor: int | None
+    target_fps: str | None  # "num/den"
+    expected_frames: int  # output frames this chunk must produce
+    is_last: bool  # emits the video's last frame (the tail)
+    width: int
+    height: int
+    rotation: int
+    rate_hint: str | None
+    model: str
+    weights_uri: str | None
+    weights_sha256: str | None
+    codec: str
+    crf: int | None
+    preset: str | None
+    pix_fmt: str | None
+    scene_threshold: float | None
+    batch_pairs: int
+    work_uri: str  # the job's folder: segments, markers, status rows
+    output_uri: str
+    audio_mode: str
+
+    @property
+    def chunk_id(self) -> str:
+        return f"chunk-{self.chunk_index:05d}"
+
+    @property
+    def rate_spec(self) -> RateSpec:
+        fps = Fraction(self.target_fps) if self.target_fps else None
+        return RateSpec(self.mode, self.factor, fps)  # type: ignore[arg-type]
+
+    @property
+    def encoder(self) -> EncoderSettings:
+        return EncoderSettings(codec=self.codec, crf=self.crf, preset=self.preset, pix_fmt=self.pix_fmt)
+
+    @property
+    def pair_count(self) -> int:
+        return self.last_frame - self.first_frame
+
+
+_ARROW_TYPES = {int: pa.int64(), str: pa.string(), bool: pa.bool_(), float: pa.float64()}
+
+
+def _arrow_schema() -> pa.Schema:
+    columns = []
+    for f in fields(ChunkSpec):
+        hint = str(f.type)
+        base = {"int": int, "str": str, "bool": bool, "float": float}[hint.split(" ")[0].split("|")[0].strip()]
+        columns.append(pa.field(f.name, _ARROW_TYPES[base], nullable="None" in hint))
+    return pa.schema(columns)
+
+
+MANIFEST_SCHEMA = _arrow_schema()
+
+
+def manifest_table(chunks: Sequence[ChunkSpec], job: dict) -> pa.Table:
+    rows = [asdict(c) for c in chunks]
+    table = pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA)
+    meta = {"schema_version": SCHEMA_VERSION, "job": job}
+    return table.replace_schema_metadata({_META_KEY: json.dumps(meta, sort_keys=True).encode()})
+
+
+def _to_parquet(table: pa.Table) -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    return sink.getvalue()
+
+
+def write_manifest(url: str, chunks: Sequence[ChunkSpec], job: dict, options: StorageOptions | None = None) -> bool:
+    """Write the manifest once; an identical existing one is kept (a re-run), a different one is an error.
+
+    Returns True when written, False when an identical manifest was already there.
+    """
+    table = manifest_table(chunks, job)
+    if exists(url, options):
+        existing, existing_job = read_manifest(url, options)
+        if list(existing) != list(chunks) or existing_job != json.loads(json.dumps(job, sort_keys=True)):
+            raise ConfigError(f"{url}: a different plan already exists for this job (manifests are immutable)")
+        return False
+    write_bytes(url, _to_parquet(table), options)
+    return True
+
+
+def read_manifest(url: str, options: StorageOptions | None = None) -> tuple[list[ChunkSpec], dict]:
+    try:
+        table = pq.read_table(io.BytesIO(read_bytes(url, options)))
+    except FileNotFoundError:
+        raise InputError(f"{url}: no manifest") from None
+    except pa.ArrowInvalid as exc:
+        raise InputError(f"{url}: not a Parquet manifest ({exc})") from None
+    raw = (table.schema.metadata or {}).get(_META_KEY)
+    if raw is None:
+        raise InputError(f"{url}: Parquet file without slomo manifest metadata")
+    meta = json.loads(raw)
+    if meta.get("schema_version") != SCHEMA_VERSION:
+        raise InputError(f"{url}: manifest schema version {meta.get('schema_version')} (this slomo reads {SCHEMA_VERSION})")
+    chunks = [ChunkSpec(**row) for row in table.to_pylist()]
+    return chunks, meta["job"]
+
+
+@dataclass(frozen=True)
+class ChunkStatus:
+    """What one attempt at a chunk did; small enough to travel through Ray, stored as Parquet too."""
+
+    job_id: str
+    chunk_index: int
+    attempt: str
+    worker: str
+    started_at: float
+    finished_at: float
+    frames: int
+    segment_uri: str | None
+    sha256: str | None
+    error: str | None
+    skipped: bool = False  # already committed by an earlier attempt
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+STATUS_SCHEMA = pa.schema(
+    [
+        pa.field("job_id", pa.string()),
+        pa.field("chunk_index", pa.int64()),
+        pa.field("attempt", pa.string()),
+        pa.field("worker", pa.string()),
+        pa.field("started_at", pa.float64()),
+        pa.field("finished_at", pa.float64()),
+        pa.field("frames", pa.int64()),
+        pa.field("segment_uri", pa.string()),
+        pa.field("sha256", pa.string()),
+        pa.field("error", pa.string()),
+        pa.field("skipped", pa.bool_()),
+    ]
+)
+
+
+def write_status(url: str, statuses: Sequence[ChunkStatus], options: StorageOptions | None = None) -> None:
+    table = pa.Table.from_pylist([asdict(s) for s in statuses], schema=STATUS_SCHEMA)
+    write_bytes(url, _to_parquet(table), options)
+
+
+def read_status(url: str, options: StorageOptions | None = None) -> list[ChunkStatus]:
+    table = pq.read_table(io.BytesIO(read_bytes(url, options)))
+    return [ChunkStatus(**row) for row in table.to_pylist()]

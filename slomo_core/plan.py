@@ -1,0 +1,203 @@
+"""Planning a job: probe the source, cut its pairs into chunks, describe them in a manifest.
+
+A chunk owns input pairs [s, e) and decodes frames s..e (one frame of overlap), so no output frame is
+duplicated or lost. Boundaries aim at the requested chunk length and snap to a nearby keyframe (a cheap
+seek; encoders also put keyframes on scene cuts). The job id hashes the source identity and every
+setting, so re-running the same job finds the same manifest and resumes.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+
+from slomo_core.errors import ConfigError, InputError
+from slomo_core.manifest import ChunkSpec
+from slomo_core.scene import DEFAULT_THRESHOLD
+from slomo_core.storage import StorageOptions, identity, join, localize
+from slomo_core.timing import TAIL_POLICY, OutputTimeline, RateSpec
+from slomo_core.video.audio import AUDIO_MODES
+from slomo_core.video.encode import EncoderSettings
+from slomo_core.video.probe import probe, read_frame_index
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """Everything that shapes the output; part of the job id."""
+
+    spec: RateSpec
+    encoder: EncoderSettings = field(default_factory=EncoderSettings)
+    audio_mode: str | None = None  # None: copy in fps mode, drop in slowmo mode
+    scene_threshold: float | None = DEFAULT_THRESHOLD
+    batch_pairs: int = 4
+    model: str = "dis"
+    weights_uri: str | None = None
+    weights_sha256: str | None = None
+
+    def resolved_audio_mode(self) -> str:
+        mode = self.audio_mode or ("copy" if self.spec.mode == "fps" else "drop")
+        if mode not in AUDIO_MODES:
+            raise ConfigError(f"audio mode must be one of {', '.join(AUDIO_MODES)}, got {mode!r}")
+        if mode == "copy" and self.spec.mode == "slowmo":
+            raise ConfigError("audio cannot be copied unchanged into slow motion: use --audio drop or stretch")
+        if mode == "stretch" and self.spec.mode == "fps":
+            raise ConfigError("--audio stretch only applies to slowmo mode (fps mode keeps the duration)")
+        return mode
+
+    def validate(self) -> None:
+        self.spec.validate()
+        self.encoder.validate()
+        self.resolved_audio_mode()
+        if self.batch_pairs < 1:
+            raise ConfigError(f"batch_pairs must be >= 1, got {self.batch_pairs}")
+        if self.scene_threshold is not None and not 0.0 < self.scene_threshold <= 1.0:
+            raise ConfigError(f"scene threshold must be in (0, 1], got {self.scene_threshold}")
+
+
+@dataclass(frozen=True)
+class ChunkLength:
+    """Target chunk length in input frames or seconds; neither means one chunk."""
+
+    frames: int | None = None
+    seconds: float | None = None
+
+    def validate(self) -> None:
+        if self.frames is not None and self.seconds is not None:
+            raise ConfigError("give a chunk length in frames or in seconds, not both")
+        if self.frames is not None and self.frames < 1:
+            raise ConfigError(f"chunk length must be >= 1 frame, got {self.frames}")
+        if self.seconds is not None and self.seconds <= 0:
+            raise ConfigError(f"chunk length must be > 0 seconds, got {self.seconds}")
+
+    def in_pairs(self, pts: Sequence[int], time_base: Fraction) -> int | None:
+        if self.frames is not None:
+            return self.frames
+        if self.seconds is None:
+            return None
+        duration = (pts[-1] - pts[0]) * time_base
+        per_second = (len(pts) - 1) / duration if duration > 0 else 1
+        return max(1, round(self.seconds * per_second))
+
+
+class JobLayout:
+    """Where a job keeps its state under its work folder (any fsspec URL)."""
+
+    def __init__(self, work_uri: str) -> None:
+        self.work_uri = work_uri
+        self.manifest = join(work_uri, "manifest.parquet")
+        self.done = join(work_uri, "DONE.json")
+
+    def segment(self, chunk_index: int, attempt: str) -> str:
+        return join(self.work_uri, "segments", f"chunk-{chunk_index:05d}", f"{attempt}.mp4")
+
+    def commit_marker(self, chunk_index: int) -> str:
+        return join(self.work_uri, "commits", f"chunk-{chunk_index:05d}.json")
+
+    def status(self, chunk_index: int, attempt: str) -> str:
+        return join(self.work_uri, "status", f"chunk-{chunk_index:05d}-{attempt}.parquet")
+
+
+def chunk_boundaries(pair_count: int, keyframes: Sequence[int], length: int | None) -> list[tuple[int, int]]:
+    """Pair ranges [s, e) covering 0..pair_count, about ``length`` pairs each, snapped to keyframes."""
+    if pair_count < 1:
+        raise ConfigError("a job needs at least one pair of frames")
+    if length is None or length >= pair_count:
+        return [(0, pair_count)]
+    keys = sorted(k for k in keyframes if 0 < k < pair_count)
+    slack = length // 4
+    starts = [0]
+    target = length
+    while target < pair_count:
+        choice = target
+        lo = bisect.bisect_left(keys, target - slack)
+        candidates = [k for k in keys[lo : bisect.bisect_right(keys, target + slack)] if k > starts[-1]]
+        if candidates:
+            choice = min(candidates, key=lambda k: (abs(k - target), k))
+        if choice >= pair_count:
+            break
+        starts.append(choice)
+        target = choice + length
+    ends = starts[1:] + [pair_count]
+    return list(zip(starts, ends))
+
+
+def job_id_for(source_uri: str, source_etag: str, source_size: int, output_uri: str, settings: JobSettings,
+               length: ChunkLength) -> str:
+    payload = json.dumps(
+        {"source": [source_uri, source_etag, source_size], "output": output_uri,
+         "settings": asdict(settings), "chunks": asdict(length)},
+        sort_keys=True, default=str,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Plan:
+    chunks: list[ChunkSpec]
+    job: dict
+    layout: JobLayout
+
+
+def plan_job(
+    source_uri: str,
+    output_uri: str,
+    work_root: str,
+    settings: JobSettings,
+    length: ChunkLength = ChunkLength(),
+    *,
+    cache_dir: str,
+    options: StorageOptions | None = None,
+) -> Plan:
+    """Probe the source and describe every chunk; nothing is written here (see write_manifest)."""
+    settings.validate()
+    length.validate()
+    source_id = identity(source_uri, options)
+    local = localize(source_uri, cache_dir, source_id, options)
+    info = probe(local)
+    index = read_frame_index(local)
+    pts = index.pts
+    if len(pts) < 2:
+        raise InputError(f"{source_uri}: has {len(pts)} video frame(s); interpolation needs at least 2")
+    full = OutputTimeline(settings.spec, pts, info.time_base)
+    job_id = job_id_for(source_uri, source_id.etag, source_id.size, output_uri, settings, length)
+    layout = JobLayout(join(work_root, job_id))
+    ranges = chunk_boundaries(len(pts) - 1, index.keyframes, length.in_pairs(pts, info.time_base))
+    rate_hint = full.nominal_rate(info.average_rate)
+    chunks = []
+    for n, (s, e) in enumerate(ranges):
+        is_last = e == len(pts) - 1
+        part = OutputTimeline(settings.spec, pts[s : e + 1], info.time_base, origin_pts=pts[0], first_index=s)
+        chunks.append(
+            ChunkSpec(
+                job_id=job_id, chunk_index=n, chunk_count=len(ranges),
+                source_uri=source_uri, source_etag=source_id.etag, source_size=source_id.size,
+                first_frame=s, last_frame=e, first_pts=pts[s], last_pts=pts[e], origin_pts=pts[0],
+                input_time_base=str(Fraction(info.time_base)), output_time_base=str(full.time_base),
+                mode=settings.spec.mode, factor=settings.spec.factor,
+                target_fps=str(settings.spec.target_fps) if settings.spec.target_fps is not None else None,
+                expected_frames=part.output_count(include_tail=is_last), is_last=is_last,
+                width=info.width, height=info.height, rotation=info.rotation,
+                rate_hint=str(rate_hint) if rate_hint is not None else None,
+                model=settings.model, weights_uri=settings.weights_uri, weights_sha256=settings.weights_sha256,
+                codec=settings.encoder.codec, crf=settings.encoder.crf, preset=settings.encoder.preset,
+                pix_fmt=settings.encoder.pix_fmt, scene_threshold=settings.scene_threshold,
+                batch_pairs=settings.batch_pairs, work_uri=layout.work_uri, output_uri=output_uri,
+                audio_mode=settings.resolved_audio_mode(),
+            )
+        )
+    job = {
+        "job_id": job_id,
+        "source_uri": source_uri,
+        "output_uri": output_uri,
+        "input_frames": len(pts),
+        "output_frames": full.output_count(),
+        "output_time_base": str(full.time_base),
+        "tail_policy": TAIL_POLICY,
+        "audio_mode": settings.resolved_audio_mode(),
+        "stretch": settings.spec.stretch,
+    }
+    return Plan(chunks, job, layout)

@@ -1,0 +1,95 @@
+"""Reassemble a job's committed segments into the final output: no re-encode, audio once, validated.
+
+The output is built locally, checked against the plan (frame count and every timestamp), uploaded
+once, and only then marked done; a job with an uncommitted chunk names the chunks it lacks.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+
+from slomo_core.chunk_worker import committed_segment
+from slomo_core.errors import InputError, OutputError, SlomoError
+from slomo_core.manifest import ChunkSpec
+from slomo_core.plan import JobLayout
+from slomo_core.storage import (
+    ObjectIdentity, StorageOptions, download, exists, file_sha256, localize, read_json, upload, write_json,
+)
+from slomo_core.timing import OutputTimeline
+from slomo_core.video.mux import finalize
+from slomo_core.video.probe import probe, read_frame_timestamps
+
+
+class IncompleteJobError(SlomoError):
+    """Some chunks have no committed segment yet: re-run the job to redo only those."""
+
+    def __init__(self, job_id: str, missing: Sequence[int]) -> None:
+        shown = ", ".join(str(i) for i in missing[:20]) + (" ..." if len(missing) > 20 else "")
+        super().__init__(f"job {job_id}: {len(missing)} chunk(s) not committed: {shown}")
+        self.missing = list(missing)
+
+
+@dataclass(frozen=True)
+class StitchReport:
+    job_id: str
+    output_uri: str
+    frames: int
+    sha256: str
+    already_done: bool = False
+
+
+def expected_seconds(chunks: Sequence[ChunkSpec], source_path: str) -> list[Fraction]:
+    """Presentation time of every output frame the plan promises, from the source's own timestamps."""
+    head = chunks[0]
+    pts = read_frame_timestamps(source_path)
+    timeline = OutputTimeline(head.rate_spec, pts, Fraction(head.input_time_base))
+    return [o.pts * timeline.time_base for o in timeline.all_outputs()]
+
+
+def validate_output(path: str, expected: Sequence[Fraction]) -> None:
+    """Every frame at exactly the promised time, none missing, none extra."""
+    info = probe(path)
+    got = [p * info.time_base for p in read_frame_timestamps(path)]
+    if len(got) != len(expected):
+        raise OutputError(f"stitched output has {len(got)} frames, the plan promises {len(expected)}")
+    for n, (a, b) in enumerate(zip(got, expected)):
+        if a != b:
+            raise OutputError(f"stitched output frame {n} is at {a} s, the plan says {b} s")
+
+
+def stitch_job(
+    chunks: Sequence[ChunkSpec], *, cache_dir: str, options: StorageOptions | None = None
+) -> StitchReport:
+    head = chunks[0]
+    layout = JobLayout(head.work_uri)
+    if exists(layout.done, options) and exists(head.output_uri, options):
+        done = read_json(layout.done, options)
+        return StitchReport(head.job_id, head.output_uri, done["frames"], done["sha256"], already_done=True)
+    markers = {c.chunk_index: committed_segment(c, options) for c in chunks}
+    missing = [i for i, m in markers.items() if m is None]
+    if missing:
+        raise IncompleteJobError(head.job_id, missing)
+    source = localize(head.source_uri, cache_dir, ObjectIdentity(head.source_etag, head.source_size), options)
+    with tempfile.TemporaryDirectory(prefix="slomo-stitch-") as tmp:
+        parts = []
+        for chunk in sorted(chunks, key=lambda c: c.chunk_index):
+            marker = markers[chunk.chunk_index]
+            local = os.path.join(tmp, f"{chunk.chunk_id}.mp4")
+            download(marker["segment_uri"], local, options)
+            if file_sha256(local) != marker["sha256"]:
+                raise InputError(f"{marker['segment_uri']}: segment does not match its committed sha256")
+            parts.append(local)
+        extension = os.path.splitext(head.output_uri)[1].lower() or ".mp4"
+        output = os.path.join(tmp, "output" + extension)
+        finalize(parts, output, audio_source=source, audio_mode=head.audio_mode, stretch=head.rate_spec.stretch)
+        expected = expected_seconds(chunks, source)
+        validate_output(output, expected)
+        digest = file_sha256(output)
+        upload(output, head.output_uri, options)
+    write_json(layout.done, {"job_id": head.job_id, "output_uri": head.output_uri, "frames": len(expected),
+                             "sha256": digest}, options)
+    return StitchReport(head.job_id, head.output_uri, len(expected), digest)
