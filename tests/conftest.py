@@ -67,3 +67,22 @@ def s3_bucket(s3_server):
     name = f"slomo-{uuid.uuid4().hex[:10]}"
     fs.mkdir(name)
     return f"s3://{name}", s3_server["options"]
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray for the whole session: 2 CPUs like CI, no dashboard, a small object store."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100 * 1024 * 1024, ignore_reinit_error=True)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """A temporary Prefect API (SQLite) for flow tests."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

@@ -27,6 +27,6 @@ def build_interpolator(
             raise ConfigError("--model superslomo needs --weights PATH (a Super SloMo checkpoint)")
         from slomo_core.model.checkpoint import load_superslomo
 
-        network, _ = load_superslomo(weights)
-        return SuperSloMoInterpolator(network, inference)
+        network, info = load_superslomo(weights)
+        return SuperSloMoInterpolator(network, inference, weights_sha256=info.weights_sha256)
     raise ConfigError(f"unknown model {model!r} (choose from {', '.join(MODELS)})")

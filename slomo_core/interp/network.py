@@ -91,10 +91,13 @@ class SuperSloMoInterpolator:
 
     name = "superslomo"
 
-    def __init__(self, model: SuperSloMo, settings: InferenceSettings = InferenceSettings()) -> None:
+    def __init__(
+        self, model: SuperSloMo, settings: InferenceSettings = InferenceSettings(), weights_sha256: str | None = None
+    ) -> None:
         if settings.max_batch_pixels is not None and settings.max_batch_pixels < ALIGN * ALIGN * 16:
             raise ConfigError(f"max_batch_pixels {settings.max_batch_pixels} is too small (minimum {ALIGN * ALIGN * 16})")
         self.settings = settings
+        self.weights_sha256 = weights_sha256  # recorded in manifests: which weights made a video
         self.device = resolve_device(settings.device)
         self.dtype = resolve_dtype(settings.dtype)
         self.max_batch_pixels = settings.max_batch_pixels or auto_pixel_budget(self.device)

@@ -1,0 +1,88 @@
+"""What a Ray actor does with a chunk: load the model once, then run chunks from their manifest rows.
+
+Only manifest rows go in and status rows come out; frames, segments and weights move through storage.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from slomo_core.chunk_worker import run_chunk
+from slomo_core.errors import CheckpointError, SlomoError
+from slomo_core.interp.base import FrameInterpolator
+from slomo_core.interp.factory import build_interpolator
+from slomo_core.interp.network import InferenceSettings
+from slomo_core.manifest import ChunkSpec, ChunkStatus
+from slomo_core.storage import StorageOptions, localize
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which interpolator every actor builds; weights may be any fsspec URL."""
+
+    model: str = "dis"
+    weights_uri: str | None = None
+    weights_sha256: str | None = None
+    inference: InferenceSettings = field(default_factory=InferenceSettings)
+
+    def build(self, cache_dir: str, options: StorageOptions | None) -> FrameInterpolator:
+        weights = localize(self.weights_uri, cache_dir, options=options) if self.weights_uri else None
+        interpolator = build_interpolator(self.model, weights, self.inference)
+        if self.weights_sha256 and getattr(interpolator, "weights_sha256", None) != self.weights_sha256:
+            raise CheckpointError(f"{self.weights_uri}: weights differ from the ones the job was planned with")
+        return interpolator
+
+
+class ChunkWorker:
+    """Lives inside one actor: one interpolator, one local cache, many chunks."""
+
+    def __init__(self, model: ModelSpec, options: StorageOptions | None, cache_dir: str | None = None) -> None:
+        self.options = dict(options or {})
+        self.cache_dir = cache_dir or tempfile.mkdtemp(prefix="slomo-actor-cache-")
+        self.interpolator = model.build(self.cache_dir, self.options)
+
+    def process(self, row: dict[str, Any]) -> dict[str, Any]:
+        """A status row. A SlomoError (bad input, changed source) is final: returned, not retried;
+        anything else propagates so the pool retries the chunk on another actor."""
+        spec = ChunkSpec(**row)
+        try:
+            status = run_chunk(spec, self.interpolator, cache_dir=self.cache_dir, options=self.options)
+        except SlomoError as exc:
+            log.warning("chunk %d of %s failed: %s", spec.chunk_index, spec.job_id, exc)
+            return {"ok": False, "final_error": str(exc), "chunk_index": spec.chunk_index}
+        return {"ok": True, **asdict(status)}
+
+
+@dataclass(frozen=True)
+class ChunkWorkerFactory:
+    """Picklable: Ray ships it to each actor, which calls it once (the model loads once per actor)."""
+
+    model: ModelSpec
+    options: dict[str, Any] | None = None
+
+    def __call__(self) -> ChunkWorker:
+        return ChunkWorker(self.model, self.options, cache_dir=os.environ.get("SLOMO_CACHE_DIR"))
+
+
+def status_from_value(value: dict[str, Any]) -> ChunkStatus | None:
+    if not value.get("ok"):
+        return None
+    fields = {k: v for k, v in value.items() if k != "ok"}
+    return ChunkStatus(**fields)
+
+
+def weights_digest(weights_uri: str | None, options: StorageOptions | None = None) -> str | None:
+    """The weights' content hash (what manifests record), read once by the planner."""
+    if weights_uri is None:
+        return None
+    from slomo_core.model.checkpoint import load_superslomo
+
+    with tempfile.TemporaryDirectory(prefix="slomo-weights-") as cache:
+        _, info = load_superslomo(localize(weights_uri, cache, options=options))
+    return info.weights_sha256

@@ -1,0 +1,161 @@
+"""Prefect tasks of a conversion: plan, interpolate (on the Ray actor pool), stitch, report.
+
+Coarse grain on purpose: Prefect sees four steps with retries and artifacts; Ray does the heavy work.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.cache_policies import NO_CACHE
+
+from slomo_core.chunk_worker import committed_segment
+from slomo_core.errors import OutputError, SlomoError
+from slomo_core.manifest import ChunkSpec, write_manifest
+from slomo_core.plan import ChunkLength, JobSettings, Plan, job_id_for, plan_job
+from slomo_core.stitch import StitchReport, stitch_job
+from slomo_core.storage import StorageOptions, exists, identity, join, read_json
+from tasks.chunk_workers import ChunkWorkerFactory, ModelSpec
+from tasks.pool import ItemResult, PoolSettings, ensure_ray, run_pool
+
+log = logging.getLogger(__name__)
+
+
+class ChunksFailedError(SlomoError):
+    """Some chunks failed for good; the rest are committed, so a re-run redoes only these."""
+
+
+def default_work_root(output_uri: str) -> str:
+    """Job state lives beside the outputs (same bucket or disk), under a hidden folder."""
+    parent = output_uri.rsplit("/", 1)[0] if "/" in output_uri else "."
+    return join(parent, ".slomo-work")
+
+
+def job_done_marker(source_uri: str, output_uri: str, work_root: str, settings: JobSettings, length: ChunkLength,
+                    options: StorageOptions | None) -> str:
+    """Where a finished job of exactly these settings leaves its DONE marker; needs no probing."""
+    ident = identity(source_uri, options)
+    job_id = job_id_for(source_uri, ident.etag, ident.size, output_uri, settings, length)
+    return join(work_root, job_id, "DONE.json")
+
+
+def is_converted(source_uri: str, output_uri: str, work_root: str, settings: JobSettings, length: ChunkLength,
+                 options: StorageOptions | None) -> bool:
+    marker = job_done_marker(source_uri, output_uri, work_root, settings, length, options)
+    return exists(marker, options) and exists(output_uri, options)
+
+
+@task(name="plan", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+def plan_task(source_uri: str, output_uri: str, work_root: str, settings: JobSettings, length: ChunkLength,
+              options: dict | None, overwrite: bool) -> Plan:
+    """Probe, plan and write the manifest (an identical existing one means a resumed run)."""
+    with tempfile.TemporaryDirectory(prefix="slomo-plan-") as cache:
+        plan = plan_job(source_uri, output_uri, work_root, settings, length, cache_dir=cache, options=options)
+    done = exists(plan.layout.done, options)
+    if exists(output_uri, options) and not done and not overwrite:
+        raise OutputError(f"{output_uri}: already exists (pass --overwrite to replace it)")
+    created = write_manifest(plan.layout.manifest, plan.chunks, plan.job, options)
+    log.info("job %s: %d chunks, manifest %s (%s)", plan.job["job_id"], len(plan.chunks), plan.layout.manifest,
+             "new" if created else "resumed")
+    return plan
+
+
+@dataclass(frozen=True)
+class ChunkOutcome:
+    chunk_index: int
+    ok: bool
+    frames: int
+    attempts: int
+    worker: str | None
+    seconds: float
+    skipped: bool
+    error: str | None
+
+
+def _outcome(chunk: ChunkSpec, result: ItemResult) -> ChunkOutcome:
+    value = result.value or {}
+    if result.ok and value.get("ok"):
+        return ChunkOutcome(chunk.chunk_index, True, value["frames"], result.attempts, result.worker,
+                            round(value["finished_at"] - value["started_at"], 3), bool(value.get("skipped")), None)
+    error = result.error or value.get("final_error") or "unknown failure"
+    return ChunkOutcome(chunk.chunk_index, False, 0, result.attempts, result.worker, 0.0, False, error)
+
+
+@task(name="interpolate", cache_policy=NO_CACHE)
+def interpolate_task(plan: Plan, model: ModelSpec, pool: PoolSettings, ray_address: str | None,
+                     options: dict | None) -> list[ChunkOutcome]:
+    """Run every uncommitted chunk on the actor pool, with a live progress artifact and a chunk table."""
+    chunks = plan.chunks
+    outcomes: dict[int, ChunkOutcome] = {}
+    pending = []
+    for chunk in chunks:
+        marker = committed_segment(chunk, options)
+        if marker is None:
+            pending.append(chunk)
+        else:
+            outcomes[chunk.chunk_index] = ChunkOutcome(chunk.chunk_index, True, marker["frames"], 0, marker.get("worker"),
+                                                       0.0, True, None)
+    total = len(chunks)
+    progress_id = create_progress_artifact(progress=100.0 * len(outcomes) / total, key="chunk-progress",
+                                           description=f"chunks committed of job {plan.job['job_id']}")
+    if pending:
+        ensure_ray(ray_address, include_dashboard=False, object_store_memory=256 * 1024 * 1024)
+        by_key = {c.chunk_id: c for c in pending}
+
+        def on_result(result: ItemResult) -> None:
+            chunk = by_key[result.key]
+            outcomes[chunk.chunk_index] = _outcome(chunk, result)
+            committed = sum(o.ok for o in outcomes.values())
+            update_progress_artifact(progress_id, progress=100.0 * committed / total)
+            log.info("chunk %s: %s", result.key, "ok" if outcomes[chunk.chunk_index].ok else result.error)
+
+        items = [(c.chunk_id, asdict(c)) for c in pending]
+        results = run_pool(items, ChunkWorkerFactory(model, options), pool, on_result=on_result)
+        for result in results:
+            outcomes[by_key[result.key].chunk_index] = _outcome(by_key[result.key], result)
+    ordered = [outcomes[c.chunk_index] for c in chunks]
+    create_table_artifact(
+        key="chunks",
+        table=[{**asdict(o), "frames_in": f"{c.first_frame}-{c.last_frame}"} for o, c in zip(ordered, chunks)],
+        description=f"chunks of {plan.job['source_uri']} -> {plan.job['output_uri']}",
+    )
+    return ordered
+
+
+@task(name="stitch", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+def stitch_task(plan: Plan, outcomes: Sequence[ChunkOutcome], options: dict | None) -> StitchReport:
+    failed = [o for o in outcomes if not o.ok]
+    if failed:
+        listed = "; ".join(f"chunk {o.chunk_index} (frames {plan.chunks[o.chunk_index].first_frame}-"
+                           f"{plan.chunks[o.chunk_index].last_frame}): {o.error}" for o in failed[:10])
+        raise ChunksFailedError(f"job {plan.job['job_id']}: {len(failed)} chunk(s) failed: {listed}")
+    with tempfile.TemporaryDirectory(prefix="slomo-stitch-cache-") as cache:
+        return stitch_job(plan.chunks, cache_dir=cache, options=options)
+
+
+@task(name="report", cache_policy=NO_CACHE)
+def report_task(plan: Plan, outcomes: Sequence[ChunkOutcome], stitched: StitchReport, seconds: float,
+                options: dict | None) -> dict[str, Any]:
+    done = read_json(plan.layout.done, options)
+    workers = sorted({o.worker for o in outcomes if o.worker})
+    summary = {
+        **plan.job,
+        "chunks": len(outcomes),
+        "chunks_resumed": sum(o.skipped for o in outcomes),
+        "retried_chunks": sum(o.attempts > 1 for o in outcomes),
+        "workers": workers,
+        "seconds": round(seconds, 2),
+        "output_sha256": done["sha256"],
+        "output_frames_per_second": round(stitched.frames / seconds, 2) if seconds > 0 else None,
+    }
+    lines = "\n".join(f"| {k} | {v} |" for k, v in summary.items())
+    create_markdown_artifact(markdown=f"## slomo job {plan.job['job_id']}\n\n| field | value |\n|---|---|\n{lines}\n",
+                             key="job-report", description=f"{plan.job['source_uri']} -> {plan.job['output_uri']}")
+    return summary
+
