@@ -35,3 +35,25 @@ def test_convert_flow_s3_in_s3_out(tmp_path: Path, s3_bucket) -> None:
     again = convert_video(f"{bucket}/in/clip.mp4", f"{bucket}/out/clip_x2.mp4", factor=2, mode="fps",
                           chunk_frames=4, workers=2, storage_options=options)
     assert again["chunks_resumed"] == 3 and again["job_id"] == summary["job_id"]
+
+
+def test_archive_flow_twice_converts_each_video_once(tmp_path: Path, s3_bucket) -> None:
+    from flows.archive import convert_archive
+
+    bucket, options = s3_bucket
+    for n, name in enumerate(["a.mp4", "day1/b.mp4", "day2/c.mp4"]):
+        src = make_clip(str(tmp_path / f"v{n}.mp4"), moving_square_frames(5 + n, 48, 32, seed=n), list(range(5 + n)),
+                        Fraction(1, 25))
+        upload(src, f"{bucket}/archive/{name}", options)
+    upload(str(tmp_path / "v0.mp4"), f"{bucket}/archive/notes.txt", options)  # not matched by the pattern
+    first = convert_archive(f"{bucket}/archive", f"{bucket}/slow", factor=2, workers=2, storage_options=options)
+    assert sorted(r["status"] for r in first) == ["converted"] * 3
+    fs = s3fs.S3FileSystem(**options)
+    outputs = sorted(p for p in fs.find(f"{bucket[5:]}/slow") if p.endswith(".mp4") and "/.slomo-work/" not in p)
+    assert outputs == [f"{bucket[5:]}/slow/{n}" for n in ("a.mp4", "day1/b.mp4", "day2/c.mp4")]
+    second = convert_archive(f"{bucket}/archive", f"{bucket}/slow", factor=2, workers=2, storage_options=options)
+    assert sorted(r["status"] for r in second) == ["skipped (done)"] * 3
+    # A new video arrives: only it is converted.
+    upload(str(tmp_path / "v1.mp4"), f"{bucket}/archive/day3/d.mp4", options)
+    third = convert_archive(f"{bucket}/archive", f"{bucket}/slow", factor=2, workers=2, storage_options=options)
+    assert sorted(r["status"] for r in third) == ["converted"] + ["skipped (done)"] * 3
