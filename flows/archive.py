@@ -15,12 +15,10 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.convert import build_settings, convert_video
-from slomo_core.plan import ChunkLength
+from flows.convert import convert_video, job_inputs
 from slomo_core.scene import DEFAULT_THRESHOLD
 from slomo_core.storage import join, list_files
-from tasks.chunk_workers import weights_digest
-from tasks.conversion import default_work_root, is_converted
+from tasks.conversion import is_converted
 
 VIDEO_PATTERN = "**/*.mp4"
 
@@ -34,27 +32,19 @@ def output_for(source: str, input_prefix: str, output_prefix: str, suffix: str =
 
 def _conversion_params(params: dict[str, Any]) -> dict[str, Any]:
     keys = ("factor", "fps", "mode", "model", "weights", "codec", "crf", "preset", "audio", "scene_threshold",
-            "batch_pairs", "chunk_seconds", "chunk_frames", "workers", "ray_address", "storage_options",
-            "device", "dtype")
+            "batch_pairs", "chunk_seconds", "chunk_frames", "workers", "gpus_per_worker", "ray_address", "storage_options",
+            "work_dir", "device", "dtype", "channels_last", "max_batch_pixels")
     return {k: params[k] for k in keys if k in params}
 
 
 def pending_videos(sources: Sequence[str], input_prefix: str, output_prefix: str, suffix: str,
                    params: dict[str, Any]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """(to convert, already done) as (source, output) pairs, for exactly these settings."""
-    model = params.get("model", "dis")
-    digest = weights_digest(params.get("weights"), params.get("storage_options")) if model == "superslomo" else None
-    settings = build_settings(params.get("factor"), params.get("fps"), params.get("mode"), model,
-                              params.get("weights"), digest, params.get("codec", "h264"), params.get("crf"),
-                              params.get("preset"), params.get("audio"),
-                              params.get("scene_threshold", DEFAULT_THRESHOLD), params.get("batch_pairs", 4))
-    frames = params.get("chunk_frames")
-    length = ChunkLength(frames=frames) if frames else ChunkLength(seconds=params.get("chunk_seconds", 10.0))
     options = params.get("storage_options")
     todo, done = [], []
     for source in sources:
         output = output_for(source, input_prefix, output_prefix, suffix)
-        work_root = params.get("work_dir") or default_work_root(output)
+        settings, length, work_root = job_inputs(output, params)
         finished = is_converted(source, output, work_root, settings, length, options)
         (done if finished else todo).append((source, output))
     return todo, done
@@ -100,11 +90,21 @@ def convert_archive(
     weights: str | None = None,
     codec: str = "h264",
     crf: int | None = None,
+    preset: str | None = None,
     audio: str | None = None,
+    scene_threshold: float | None = DEFAULT_THRESHOLD,
+    batch_pairs: int = 4,
     chunk_seconds: float | None = 10.0,
+    chunk_frames: int | None = None,
     workers: int = 1,
+    gpus_per_worker: float | None = None,
     ray_address: str | None = None,
+    work_dir: str | None = None,
     storage_options: dict[str, Any] | None = None,
+    device: str = "auto",
+    dtype: str = "fp32",
+    channels_last: bool = True,
+    max_batch_pixels: int | None = None,
 ) -> list[dict[str, Any]]:
     """Every video under ``input_prefix`` matching ``pattern`` without a finished output for these settings."""
     params = _conversion_params(locals())
@@ -129,11 +129,22 @@ def backfill(
     model: str = "dis",
     weights: str | None = None,
     codec: str = "h264",
+    crf: int | None = None,
+    preset: str | None = None,
     audio: str | None = None,
+    scene_threshold: float | None = DEFAULT_THRESHOLD,
+    batch_pairs: int = 4,
     chunk_seconds: float | None = 10.0,
+    chunk_frames: int | None = None,
     workers: int = 1,
+    gpus_per_worker: float | None = None,
     ray_address: str | None = None,
+    work_dir: str | None = None,
     storage_options: dict[str, Any] | None = None,
+    device: str = "auto",
+    dtype: str = "fp32",
+    channels_last: bool = True,
+    max_batch_pixels: int | None = None,
 ) -> list[dict[str, Any]]:
     """On demand: an explicit list, or the keys under a prefix between two names (e.g. dated folders).
 

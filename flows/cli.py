@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -68,6 +69,41 @@ def _add_convert_options(parser: argparse.ArgumentParser) -> None:
                      help="fps mode: copy (default) or drop; slowmo mode: drop (default) or stretch (pitch kept)")
     parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _add_run_options(parser)
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    run = parser.add_argument_group("distributed run (Prefect flow + Ray actors)")
+    run.add_argument("--local", action="store_true",
+                     help="run in this process without Prefect or Ray (local files only)")
+    run.add_argument("--workers", type=int, default=1, help="Ray actors, each loading the model once (default 1)")
+    run.add_argument("--gpus-per-worker", type=float,
+                     help="GPUs each actor reserves (default: 1 if the cluster shows GPUs at start, else 0; "
+                     "set 1 on autoscaling clusters whose GPU nodes start from zero)")
+    run.add_argument("--ray-address", help="Ray cluster to use, e.g. auto or ray://head:10001 (default: local Ray)")
+    run.add_argument("--chunk-seconds", type=float, default=10.0, help="chunk length in seconds of input (default 10)")
+    run.add_argument("--chunk-frames", type=int, help="chunk length in input frames (instead of seconds)")
+    run.add_argument("--work-dir", help="where job state (manifest, segments, markers) lives; "
+                     "default: .slomo-work beside the output")
+    run.add_argument("--s3-endpoint", help="S3-compatible endpoint URL for s3:// paths (MinIO, moto, ...)")
+    run.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
+                     help="fsspec storage option (repeatable; VALUE parsed as JSON when it can be)")
+
+
+def storage_options(args: argparse.Namespace) -> dict | None:
+    """fsspec options from --s3-endpoint and --storage-option KEY=VALUE."""
+    options: dict = {}
+    for item in args.storage_option:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--storage-option needs KEY=VALUE, got {item!r}")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    if args.s3_endpoint:
+        options.setdefault("client_kwargs", {})["endpoint_url"] = args.s3_endpoint
+    return options or None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,12 +120,21 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("input", help="input video file")
     convert.add_argument("output", help="output video file (.mp4, .mov or .mkv); written only when complete")
     _add_convert_options(convert)
+    archive = sub.add_parser("archive", help="convert every video under a prefix that has no finished output", description=(
+        "Idempotent batch conversion: re-running converts only videos without a finished output for these settings. "
+        "Example: `slomo archive s3://cams/raw s3://cams/slow --factor 4 --workers 4 --ray-address auto`."))
+    archive.add_argument("input_prefix", help="folder or s3:// prefix with the source videos")
+    archive.add_argument("output_prefix", help="folder or s3:// prefix for the outputs (same relative paths)")
+    archive.add_argument("--pattern", default="**/*.mp4", help="glob under the prefix (default **/*.mp4)")
+    archive.add_argument("--suffix", default="", help="added to each output name before the extension")
+    _add_convert_options(archive)
     probe = sub.add_parser("probe", help="print stream facts of a video")
     probe.add_argument("input", help="video file")
     probe.add_argument("--json", action="store_true", help="machine-readable output")
-    demo = sub.add_parser("demo", help="4x slow motion of the embedded sample clip")
+    demo = sub.add_parser("demo", help="4x slow motion of the embedded sample clip, through the flow and Ray actors")
     demo.add_argument("output", nargs="?", default="slomo-demo.mp4", help="where to write it (default slomo-demo.mp4)")
     demo.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    demo.add_argument("--local", action="store_true", help="in this process, without Prefect and Ray")
     return parser
 
 
@@ -98,8 +143,11 @@ def _convert_options(args: argparse.Namespace):
     from slomo_core.timing import RateSpec
     from slomo_core.video.encode import EncoderSettings
 
+    from slomo_core.interp.factory import validate_model_choice
+
     if args.factor is None and args.fps is None:
         raise ConfigError("give --factor N or --fps RATE")
+    validate_model_choice(args.model, args.weights)
     mode = args.mode or ("fps" if args.fps is not None else "slowmo")
     spec = RateSpec(mode=mode, factor=args.factor, target_fps=args.fps)
     if args.no_scene_detect:
@@ -145,27 +193,50 @@ def _run_convert(source: str, output: str, options, interpolator, quiet: bool) -
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from slomo_core.interp.factory import build_interpolator
-    from slomo_core.interp.network import InferenceSettings
-
     options = _convert_options(args)
     options.validate()
-    inference = InferenceSettings(
-        device=args.device, dtype=args.dtype, channels_last=args.channels_last, max_batch_pixels=args.max_batch_pixels
+    if args.local:
+        from slomo_core.interp.factory import build_interpolator
+        from slomo_core.interp.network import InferenceSettings
+
+        inference = InferenceSettings(
+            device=args.device, dtype=args.dtype, channels_last=args.channels_last,
+            max_batch_pixels=args.max_batch_pixels,
+        )
+        interpolator = build_interpolator(args.model, args.weights, inference)
+        return _run_convert(args.input, args.output, options, interpolator, args.quiet)
+    from flows.runner import run_convert_flow
+
+    summary = run_convert_flow(args, options, storage_options(args))
+    print(
+        f"{summary['output_uri']}: {summary['input_frames']} -> {summary['output_frames']} frames in "
+        f"{summary['chunks']} chunk(s) on {len(summary['workers']) or 'no'} worker(s) in {summary['seconds']:.1f} s"
+        f"{' (resumed ' + str(summary['chunks_resumed']) + ')' if summary['chunks_resumed'] else ''}, "
+        f"audio {summary['audio_mode']}"
     )
-    interpolator = build_interpolator(args.model, args.weights, inference)
-    return _run_convert(args.input, args.output, options, interpolator, args.quiet)
+    return EXIT_OK
+
+
+def _cmd_archive(args: argparse.Namespace) -> int:
+    options = _convert_options(args)
+    options.validate()
+    from flows.runner import run_archive_flow
+
+    rows = run_archive_flow(args, options, storage_options(args))
+    converted = sum(r["status"] == "converted" for r in rows)
+    print(f"{args.output_prefix}: {converted} converted, {len(rows) - converted} already done")
+    return EXIT_OK
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from slomo_core.convert import ConvertOptions
-    from slomo_core.interp.factory import build_interpolator
-    from slomo_core.timing import RateSpec
-
+    """The main job on the embedded sample: the Prefect flow, two local Ray actors, chunks, stitching."""
     sample = resources.files("slomo_core") / "assets" / "sample.mp4"
     with resources.as_file(sample) as path:
-        options = ConvertOptions(RateSpec("slowmo", factor=4), audio_mode="stretch", overwrite=True)
-        return _run_convert(str(path), args.output, options, build_interpolator(), args.quiet)
+        argv = ["convert", str(path), args.output, "--factor", "4", "--audio", "stretch", "--overwrite",
+                "--chunk-seconds", "2", "--workers", "2"] + (["--quiet"] if args.quiet else [])
+        if args.local:
+            argv.append("--local")
+        return _COMMANDS["convert"](build_parser().parse_args(argv))
 
 
 def _cmd_probe(args: argparse.Namespace) -> int:
@@ -189,12 +260,14 @@ def _cmd_probe(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-_COMMANDS = {"convert": _cmd_convert, "probe": _cmd_probe, "demo": _cmd_demo}
+_COMMANDS = {"convert": _cmd_convert, "archive": _cmd_archive, "probe": _cmd_probe, "demo": _cmd_demo}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Prefect logs failed tasks with tracebacks; the CLI reports the error itself in one line.
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if args.verbose else "CRITICAL")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return _COMMANDS[args.command](args)

@@ -12,6 +12,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
+from slomo_core.interp.factory import validate_model_choice
 from slomo_core.interp.network import InferenceSettings
 from slomo_core.plan import ChunkLength, JobSettings
 from slomo_core.scene import DEFAULT_THRESHOLD
@@ -37,6 +38,7 @@ def build_settings(
     batch_pairs: int = 4,
 ) -> JobSettings:
     """JobSettings from plain values (what flows, deployments and the CLI pass)."""
+    validate_model_choice(model, weights)
     target = Fraction(fps) if fps is not None else None
     spec = RateSpec(mode or ("fps" if target is not None else "slowmo"), factor, target)  # type: ignore[arg-type]
     settings = JobSettings(
@@ -46,6 +48,25 @@ def build_settings(
     )
     settings.validate()
     return settings
+
+
+def job_inputs(
+    output: str,
+    params: dict[str, Any],
+) -> tuple[JobSettings, ChunkLength, str]:
+    """Settings, chunk length and work root exactly as the flow derives them (shared with the CLI's
+    progress display and the archive's "already converted?" check, so all agree on the job id)."""
+    model = params.get("model", "dis")
+    options = params.get("storage_options")
+    digest = weights_digest(params.get("weights"), options) if model == "superslomo" else None
+    settings = build_settings(
+        params.get("factor"), params.get("fps"), params.get("mode"), model, params.get("weights"), digest,
+        params.get("codec", "h264"), params.get("crf"), params.get("preset"), params.get("audio"),
+        params.get("scene_threshold", DEFAULT_THRESHOLD), params.get("batch_pairs", 4),
+    )
+    frames, seconds = params.get("chunk_frames"), params.get("chunk_seconds", 10.0)
+    length = ChunkLength(frames=frames) if frames else ChunkLength(seconds=seconds)
+    return settings, length, params.get("work_dir") or default_work_root(output)
 
 
 @flow(name="convert-video")
@@ -66,23 +87,28 @@ def convert_video(
     chunk_seconds: float | None = 10.0,
     chunk_frames: int | None = None,
     workers: int = 1,
+    gpus_per_worker: float | None = None,
     ray_address: str | None = None,
     work_dir: str | None = None,
     storage_options: dict[str, Any] | None = None,
     overwrite: bool = False,
     device: str = "auto",
     dtype: str = "fp32",
+    channels_last: bool = True,
+    max_batch_pixels: int | None = None,
 ) -> dict[str, Any]:
-    """Convert one video (any fsspec URL in and out) with a pool of ``workers`` Ray actors."""
+    """Convert one video (any fsspec URL in and out) with a pool of ``workers`` Ray actors.
+
+    ``gpus_per_worker``: None reserves 1 GPU per actor when the cluster shows GPUs at start; set 1 on
+    autoscaling clusters whose GPU nodes start from zero, so the actors' demand brings them up.
+    """
     started = time.perf_counter()
     logger = get_run_logger()
-    digest = weights_digest(weights, storage_options) if model == "superslomo" else None
-    settings = build_settings(factor, fps, mode, model, weights, digest, codec, crf, preset, audio, scene_threshold, batch_pairs)
-    length = ChunkLength(frames=chunk_frames) if chunk_frames else ChunkLength(seconds=chunk_seconds)
-    work_root = work_dir or default_work_root(output)
+    settings, length, work_root = job_inputs(output, locals())
     plan = plan_task(source, output, work_root, settings, length, storage_options, overwrite)
-    model_spec = ModelSpec(model, weights, digest, InferenceSettings(device=device, dtype=dtype))
-    outcomes = interpolate_task(plan, model_spec, PoolSettings(workers=workers), ray_address, storage_options)
+    inference = InferenceSettings(device=device, dtype=dtype, channels_last=channels_last, max_batch_pixels=max_batch_pixels)
+    model_spec = ModelSpec(model, weights, settings.weights_sha256, inference)
+    outcomes = interpolate_task(plan, model_spec, PoolSettings(workers=workers, num_gpus_per_worker=gpus_per_worker), ray_address, storage_options)
     stitched = stitch_task(plan, outcomes, storage_options)
     summary = report_task(plan, outcomes, stitched, time.perf_counter() - started, storage_options)
     logger.info("%s -> %s: %d frames in %.1f s", source, output, stitched.frames, summary["seconds"])

@@ -105,7 +105,10 @@ def interpolate_task(plan: Plan, model: ModelSpec, pool: PoolSettings, ray_addre
     progress_id = create_progress_artifact(progress=100.0 * len(outcomes) / total, key="chunk-progress",
                                            description=f"chunks committed of job {plan.job['job_id']}")
     if pending:
-        ensure_ray(ray_address, include_dashboard=False, object_store_memory=256 * 1024 * 1024)
+        if ray_address:
+            ensure_ray(ray_address)
+        else:  # a private local Ray: never attach by accident to a cluster someone started on this host
+            ensure_ray("local", include_dashboard=False, object_store_memory=256 * 1024 * 1024)
         by_key = {c.chunk_id: c for c in pending}
 
         def on_result(result: ItemResult) -> None:

@@ -34,7 +34,7 @@ def _fails(capsys: pytest.CaptureFixture[str], argv: list[str], expect: str, cod
 
 def test_convert_and_probe(tmp_path: Path, clip: str, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out.mp4"
-    assert main(["convert", clip, str(out), "--factor", "3", "-q"]) == 0
+    assert main(["convert", clip, str(out), "--factor", "3", "-q", "--local"]) == 0
     assert "5 -> 13 frames" in capsys.readouterr().out
     assert len(read_frame_timestamps(str(out))) == 13
     assert main(["probe", str(out)]) == 0
@@ -43,7 +43,7 @@ def test_convert_and_probe(tmp_path: Path, clip: str, capsys: pytest.CaptureFixt
 
 
 def test_fps_option_parses_ntsc(tmp_path: Path, clip: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["convert", clip, str(tmp_path / "o.mp4"), "--fps", "59.94", "-q"]) == 0
+    assert main(["convert", clip, str(tmp_path / "o.mp4"), "--fps", "59.94", "-q", "--local"]) == 0
     assert main(["probe", "--json", str(tmp_path / "o.mp4")]) == 0
     text = capsys.readouterr().out
     # 60000/1001 fps: the grid time base 1001/60000 is stored as 1/60000 with pts steps of 1001.
@@ -55,7 +55,7 @@ def test_network_with_weights_file(tmp_path: Path, clip: str) -> None:
     weights = tmp_path / "tiny.pt"
     save_superslomo(SuperSloMo(SuperSloMoConfig(widths=(4, 8, 8, 8, 8, 8))), str(weights))
     out = tmp_path / "net.mp4"
-    assert main(["convert", clip, str(out), "--factor", "2", "--model", "superslomo", "--weights", str(weights), "-q"]) == 0
+    assert main(["convert", clip, str(out), "--factor", "2", "--model", "superslomo", "--weights", str(weights), "-q", "--local"]) == 0
     assert len(read_frame_timestamps(str(out))) == 9
 
 
@@ -95,7 +95,7 @@ def test_one_frame(tmp_path: Path, capsys) -> None:
 def test_truncated(tmp_path: Path, capsys) -> None:
     src = make_clip(str(tmp_path / "full.mp4"), moving_square_frames(30, 64, 48), list(range(30)), Fraction(1, 25), faststart=True)
     cut = truncate_file(src, str(tmp_path / "cut.mp4"), 0.6)
-    _fails(capsys, ["convert", cut, str(tmp_path / "o.mp4"), "--factor", "2"], "cut.mp4")
+    _fails(capsys, ["convert", cut, str(tmp_path / "o.mp4"), "--factor", "2", "--local"], "cut.mp4")
     assert not (tmp_path / "o.mp4").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".slomo")] == []
 
@@ -118,7 +118,7 @@ def test_output_equals_input(clip: str, capsys) -> None:
 def test_bad_weights(tmp_path: Path, clip: str, capsys) -> None:
     (tmp_path / "w.pt").write_text("junk")
     _fails(capsys, ["convert", clip, str(tmp_path / "o.mp4"), "--factor", "2", "--model", "superslomo",
-                    "--weights", str(tmp_path / "w.pt")], "not a readable PyTorch checkpoint")
+                    "--weights", str(tmp_path / "w.pt"), "--local"], "not a readable PyTorch checkpoint")
     _fails(capsys, ["convert", clip, str(tmp_path / "o.mp4"), "--factor", "2", "--model", "superslomo"], "--weights", code=2)
 
 
@@ -137,3 +137,29 @@ def test_entry_point_error_is_one_line(tmp_path: Path) -> None:
                             capture_output=True, text=True)
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0 and "no such file" in result.stderr
+
+
+@pytest.mark.usefixtures("ray_session", "prefect_harness")
+def test_convert_runs_the_flow_by_default(tmp_path: Path, clip: str, capsys) -> None:
+    out = tmp_path / "flow.mp4"
+    assert main(["convert", clip, str(out), "--factor", "2", "--chunk-frames", "2", "--workers", "2", "-q"]) == 0
+    text = capsys.readouterr().out
+    assert "5 -> 9 frames in 2 chunk(s)" in text
+    assert len(read_frame_timestamps(str(out))) == 9
+    assert len(list((tmp_path / ".slomo-work").glob("*/commits/*.json"))) == 2
+    # Same command again: the finished job is recognised, nothing is recomputed.
+    assert main(["convert", clip, str(out), "--factor", "2", "--chunk-frames", "2", "--workers", "2", "-q"]) == 0
+    assert "(resumed 2)" in capsys.readouterr().out
+
+
+@pytest.mark.usefixtures("ray_session", "prefect_harness")
+def test_archive_command(tmp_path: Path, capsys) -> None:
+    (tmp_path / "in" / "sub").mkdir(parents=True)
+    for n, name in enumerate(["a.mp4", "sub/b.mp4"]):
+        make_clip(str(tmp_path / "in" / name), moving_square_frames(4, 48, 32, seed=n), list(range(4)), Fraction(1, 25))
+    argv = ["archive", str(tmp_path / "in"), str(tmp_path / "out"), "--factor", "2", "--suffix", "_x2", "-q"]
+    assert main(argv) == 0
+    assert "2 converted, 0 already done" in capsys.readouterr().out
+    assert len(read_frame_timestamps(str(tmp_path / "out" / "sub" / "b_x2.mp4"))) == 7
+    assert main(argv) == 0
+    assert "0 converted, 2 already done" in capsys.readouterr().out

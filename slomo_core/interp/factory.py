@@ -11,20 +11,27 @@ MODELS = ("dis", "superslomo")
 DEFAULT_MODEL = "dis"
 
 
+def validate_model_choice(model: str, weights: str | None) -> None:
+    """Model/weights mistakes caught before any work starts (or any worker loads anything)."""
+    if model not in MODELS:
+        raise ConfigError(f"unknown model {model!r} (choose from {', '.join(MODELS)})")
+    if model == "dis" and weights is not None:
+        raise ConfigError("--weights applies to --model superslomo only")
+    if model == "superslomo" and weights is None:
+        raise ConfigError("--model superslomo needs --weights PATH (a Super SloMo checkpoint)")
+
+
 def build_interpolator(
     model: str = DEFAULT_MODEL,
     weights: str | None = None,
     inference: InferenceSettings = InferenceSettings(),
 ) -> FrameInterpolator:
+    validate_model_choice(model, weights)
     if model == "dis":
-        if weights is not None:
-            raise ConfigError("--weights applies to --model superslomo only")
         from slomo_core.interp.dis import DISInterpolator
 
         return DISInterpolator()
     if model == "superslomo":
-        if weights is None:
-            raise ConfigError("--model superslomo needs --weights PATH (a Super SloMo checkpoint)")
         from slomo_core.model.checkpoint import load_superslomo
 
         network, info = load_superslomo(weights)

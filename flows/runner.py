@@ -1,0 +1,118 @@
+"""CLI glue for the flows: fail fast on bad input, show progress, keep Prefect and Ray quiet.
+
+Progress comes from storage, not from the flow: a thread counts the job's commit markers, so the bar
+is right whether the actors run on this machine or on a remote cluster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import threading
+from typing import Any
+
+from slomo_core.convert import ConvertOptions, check_output_path
+from slomo_core.errors import InputError
+from slomo_core.manifest import read_manifest
+from slomo_core.plan import JobLayout, job_id_for
+from slomo_core.storage import StorageOptions, exists, filesystem, identity, is_local, join
+from slomo_core.video.probe import probe, read_frame_timestamps
+
+
+def flow_params(args: argparse.Namespace, options: ConvertOptions, storage: StorageOptions | None) -> dict[str, Any]:
+    """The CLI's choices as the flows' plain parameters."""
+    return {
+        "factor": options.spec.factor,
+        "fps": str(options.spec.target_fps) if options.spec.target_fps is not None else None,
+        "mode": options.spec.mode,
+        "model": args.model,
+        "weights": args.weights,
+        "codec": args.codec,
+        "crf": args.crf,
+        "preset": args.preset,
+        "audio": args.audio,
+        "scene_threshold": options.scene_threshold,
+        "batch_pairs": args.batch_pairs,
+        "chunk_seconds": args.chunk_seconds,
+        "chunk_frames": args.chunk_frames,
+        "workers": args.workers,
+        "gpus_per_worker": args.gpus_per_worker,
+        "ray_address": args.ray_address,
+        "work_dir": args.work_dir,
+        "storage_options": dict(storage) if storage else None,
+        "device": args.device,
+        "dtype": args.dtype,
+        "channels_last": args.channels_last,
+        "max_batch_pixels": args.max_batch_pixels,
+    }
+
+
+def preflight(source: str, output: str, overwrite: bool, storage: StorageOptions | None) -> None:
+    """The checks that catch most mistakes, before Prefect and Ray start (seconds saved, one clear line)."""
+    identity(source, storage)
+    if is_local(source, storage):
+        probe(source)
+        frames = len(read_frame_timestamps(source))
+        if frames < 2:
+            raise InputError(f"{source}: has {frames} video frame(s); interpolation needs at least 2")
+    if is_local(output, storage):
+        check_output_path(source, output, overwrite)
+
+
+class CommitProgress:
+    """Polls a job's commit markers and drives a tqdm bar of chunks."""
+
+    def __init__(self, layout: JobLayout, storage: StorageOptions | None, quiet: bool, interval: float = 1.0) -> None:
+        self.layout, self.storage, self.quiet, self.interval = layout, storage, quiet, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="slomo-progress", daemon=True)
+
+    def __enter__(self) -> "CommitProgress":
+        if not self.quiet:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        from tqdm import tqdm
+
+        bar = None
+        commits = join(self.layout.work_uri, "commits")
+        try:
+            while not self._stop.wait(self.interval):
+                if bar is None and exists(self.layout.manifest, self.storage):
+                    chunks, _ = read_manifest(self.layout.manifest, self.storage)
+                    bar = tqdm(total=len(chunks), unit="chunk", desc="interpolating", dynamic_ncols=True)
+                if bar is not None and exists(commits, self.storage):
+                    fs, path = filesystem(commits, self.storage)
+                    bar.update(len(fs.ls(path)) - bar.n)
+        except Exception:  # progress is cosmetic: never let it break a run
+            pass
+        finally:
+            if bar is not None:
+                bar.close()
+
+
+def run_convert_flow(args: argparse.Namespace, options: ConvertOptions, storage: StorageOptions | None) -> dict[str, Any]:
+    from flows.convert import convert_video, job_inputs
+
+    params = flow_params(args, options, storage)
+    settings, length, work_root = job_inputs(args.output, params)
+    ident = identity(args.input, storage)
+    layout = JobLayout(join(work_root, job_id_for(args.input, ident.etag, ident.size, args.output, settings, length)))
+    # A finished job of the same settings may own the existing output: the flow then returns at once.
+    preflight(args.input, args.output, args.overwrite or exists(layout.done, storage), storage)
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    with CommitProgress(layout, storage, args.quiet):
+        return convert_video(args.input, args.output, overwrite=args.overwrite, **params)
+
+
+def run_archive_flow(args: argparse.Namespace, options: ConvertOptions, storage: StorageOptions | None) -> list[dict[str, Any]]:
+    from flows.archive import convert_archive
+
+    params = flow_params(args, options, storage)
+    return convert_archive(args.input_prefix, args.output_prefix, pattern=args.pattern, suffix=args.suffix, **params)
