@@ -159,26 +159,28 @@ def run_chunk(
     if existing is not None:
         return ChunkStatus(spec.job_id, spec.chunk_index, existing["attempt"], me, started, time.time(),
                            existing["frames"], existing["segment_uri"], existing["sha256"], None, skipped=True)
-    with tempfile.TemporaryDirectory(prefix="slomo-chunk-") as tmp:
-        try:
+    try:
+        with tempfile.TemporaryDirectory(prefix="slomo-chunk-") as tmp:
             source = localize(spec.source_uri, cache_dir, ObjectIdentity(spec.source_etag, spec.source_size), options)
             segment_path = os.path.join(tmp, "segment.mp4")
             frames, cuts = render_chunk(spec, source, segment_path, interpolator, progress)
-        except Exception as exc:
-            error = str(exc) if isinstance(exc, SlomoError) else f"{type(exc).__name__}: {exc}"
-            status = ChunkStatus(spec.job_id, spec.chunk_index, attempt, me, started, time.time(), 0, None, None, error)
-            try:
-                write_status(layout.status(spec.chunk_index, attempt), [status], options)
-            except Exception:  # the original failure matters more than its record
-                log.exception("could not record the failure of chunk %d", spec.chunk_index)
-            raise
-        digest = file_sha256(segment_path)
-        segment_uri = layout.segment(spec.chunk_index, attempt)
-        upload(segment_path, segment_uri, options)
-    status = ChunkStatus(spec.job_id, spec.chunk_index, attempt, me, started, time.time(), frames, segment_uri, digest, None)
-    write_status(layout.status(spec.chunk_index, attempt), [status], options)
-    write_json(layout.commit_marker(spec.chunk_index),
-               {"attempt": attempt, "segment_uri": segment_uri, "sha256": digest, "frames": frames,
-                "scene_cuts": cuts, "worker": me}, options)
+            digest = file_sha256(segment_path)
+            segment_uri = layout.segment(spec.chunk_index, attempt)
+            upload(segment_path, segment_uri, options)
+        status = ChunkStatus(spec.job_id, spec.chunk_index, attempt, me, started, time.time(), frames, segment_uri,
+                             digest, None)
+        write_status(layout.status(spec.chunk_index, attempt), [status], options)
+        # The commit: written last, so a marker always points at a complete, uploaded segment.
+        write_json(layout.commit_marker(spec.chunk_index),
+                   {"attempt": attempt, "segment_uri": segment_uri, "sha256": digest, "frames": frames,
+                    "scene_cuts": cuts, "worker": me}, options)
+    except Exception as exc:
+        error = str(exc) if isinstance(exc, SlomoError) else f"{type(exc).__name__}: {exc}"
+        failed = ChunkStatus(spec.job_id, spec.chunk_index, attempt, me, started, time.time(), 0, None, None, error)
+        try:
+            write_status(layout.status(spec.chunk_index, attempt), [failed], options)
+        except Exception:  # the original failure matters more than its record
+            log.exception("could not record the failure of chunk %d", spec.chunk_index)
+        raise
     log.info("chunk %d of %s committed: %d frames by %s", spec.chunk_index, spec.job_id, frames, me)
     return status
