@@ -119,7 +119,7 @@ def backfill(
     sources: list[str] | None = None,
     input_prefix: str | None = None,
     pattern: str = VIDEO_PATTERN,
-    start_after: str | None = None,
+    start_at: str | None = None,
     end_before: str | None = None,
     concurrency: int = 1,
     suffix: str = "",
@@ -159,7 +159,7 @@ def backfill(
         found = [s for s in list_files(input_prefix, pattern, storage_options) if "/.slomo-work/" not in s]
         base = input_prefix.rstrip("/")
         sources = [s for s in found
-                   if (start_after is None or s[len(base):].lstrip("/") > start_after)
+                   if (start_at is None or s[len(base):].lstrip("/") >= start_at)
                    and (end_before is None or s[len(base):].lstrip("/") < end_before)]
         prefix = input_prefix
     else:

@@ -57,3 +57,21 @@ def test_archive_flow_twice_converts_each_video_once(tmp_path: Path, s3_bucket) 
     upload(str(tmp_path / "v1.mp4"), f"{bucket}/archive/day3/d.mp4", options)
     third = convert_archive(f"{bucket}/archive", f"{bucket}/slow", factor=2, workers=2, storage_options=options)
     assert sorted(r["status"] for r in third) == ["converted"] + ["skipped (done)"] * 3
+
+
+def test_backfill_by_name_range_with_concurrency(tmp_path: Path) -> None:
+    from flows.archive import backfill
+
+    for day in ("2026-11-01", "2026-11-02", "2026-11-03", "2026-11-04"):
+        folder = tmp_path / "cams" / day
+        folder.mkdir(parents=True)
+        make_clip(str(folder / "cam.mp4"), moving_square_frames(4, 48, 32), list(range(4)), Fraction(1, 25))
+    rows = backfill(str(tmp_path / "out"), input_prefix=str(tmp_path / "cams"), start_at="2026-11-02",
+                    end_before="2026-11-04", concurrency=2, factor=2)
+    assert sorted(Path(r["output"]).parent.name for r in rows) == ["2026-11-02", "2026-11-03"]
+    assert all(r["status"] == "converted" for r in rows)
+    explicit = backfill(str(tmp_path / "out"), sources=[str(tmp_path / "cams" / "2026-11-02" / "cam.mp4"),
+                                                        str(tmp_path / "cams" / "2026-11-04" / "cam.mp4")], factor=2)
+    assert sorted(r["status"] for r in explicit) == ["converted", "skipped (done)"]
+    with pytest.raises(ValueError, match="either sources or input_prefix"):
+        backfill(str(tmp_path / "out"), factor=2)
