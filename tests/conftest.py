@@ -74,7 +74,9 @@ def ray_session():
     """One local Ray for the whole session: 2 CPUs like CI, no dashboard, a small object store."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100 * 1024 * 1024, ignore_reinit_error=True)
+    # "local": a private Ray even if someone started a cluster on this machine with `ray start`.
+    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=100 * 1024 * 1024,
+             ignore_reinit_error=True)
     yield ray
     ray.shutdown()
 
