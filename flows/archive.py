@@ -18,7 +18,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows.convert import convert_video, job_inputs
 from slomo_core.scene import DEFAULT_THRESHOLD
 from slomo_core.storage import join, list_files
-from tasks.conversion import is_converted
+from tasks.conversion import connect_ray, is_converted
 
 VIDEO_PATTERN = "**/*.mp4"
 
@@ -63,6 +63,8 @@ def _run_batch(todo: list[tuple[str, str]], done: list[tuple[str, str]], params:
                concurrency: int = 1) -> list[dict[str, Any]]:
     logger = get_run_logger()
     logger.info("%d video(s) to convert, %d already converted", len(todo), len(done))
+    if todo:
+        connect_ray(params.get("ray_address"))  # from the flow's own thread: see connect_ray
     results = []
     for start in range(0, len(todo), concurrency):  # waves of `concurrency` subflows
         futures = [convert_one.submit(s, o, params) for s, o in todo[start : start + concurrency]]

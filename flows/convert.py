@@ -19,7 +19,7 @@ from slomo_core.scene import DEFAULT_THRESHOLD
 from slomo_core.timing import RateSpec
 from slomo_core.video.encode import EncoderSettings
 from tasks.chunk_workers import ModelSpec, weights_digest
-from tasks.conversion import default_work_root, interpolate_task, plan_task, report_task, stitch_task
+from tasks.conversion import connect_ray, default_work_root, interpolate_task, plan_task, report_task, stitch_task
 from tasks.pool import PoolSettings
 
 
@@ -105,6 +105,7 @@ def convert_video(
     started = time.perf_counter()
     logger = get_run_logger()
     settings, length, work_root = job_inputs(output, locals())
+    connect_ray(ray_address)
     plan = plan_task(source, output, work_root, settings, length, storage_options, overwrite)
     inference = InferenceSettings(device=device, dtype=dtype, channels_last=channels_last, max_batch_pixels=max_batch_pixels)
     model_spec = ModelSpec(model, weights, settings.weights_sha256, inference)

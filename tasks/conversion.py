@@ -31,6 +31,18 @@ class ChunksFailedError(SlomoError):
     """Some chunks failed for good; the rest are committed, so a re-run redoes only these."""
 
 
+def connect_ray(ray_address: str | None) -> None:
+    """Attach to ``ray_address``, or start a private local Ray (never a cluster someone else started here).
+
+    Flows call this from their own (main) thread first: Ray's local processes die with the thread that
+    started them, so starting Ray inside a task-runner thread would end it when that thread does.
+    """
+    if ray_address:
+        ensure_ray(ray_address)
+    else:
+        ensure_ray("local", include_dashboard=False, object_store_memory=256 * 1024 * 1024)
+
+
 def default_work_root(output_uri: str) -> str:
     """Job state lives beside the outputs (same bucket or disk), under a hidden folder."""
     parent = output_uri.rsplit("/", 1)[0] if "/" in output_uri else "."
@@ -105,10 +117,7 @@ def interpolate_task(plan: Plan, model: ModelSpec, pool: PoolSettings, ray_addre
     progress_id = create_progress_artifact(progress=100.0 * len(outcomes) / total, key="chunk-progress",
                                            description=f"chunks committed of job {plan.job['job_id']}")
     if pending:
-        if ray_address:
-            ensure_ray(ray_address)
-        else:  # a private local Ray: never attach by accident to a cluster someone started on this host
-            ensure_ray("local", include_dashboard=False, object_store_memory=256 * 1024 * 1024)
+        connect_ray(ray_address)
         by_key = {c.chunk_id: c for c in pending}
 
         def on_result(result: ItemResult) -> None:
