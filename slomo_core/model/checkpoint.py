@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from slomo_core.errors import CheckpointError
+from slomo_core.storage import file_sha256
 from slomo_core.model.superslomo import SuperSloMo, SuperSloMoConfig
 
 FORMAT_NAME = "slomo.superslomo"
@@ -38,14 +39,6 @@ class CheckpointInfo:
     file_sha256: str
     weights_sha256: str
     training: Mapping[str, Any] = field(default_factory=dict)
-
-
-def file_sha256(path: str, chunk_size: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk_size):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def weights_sha256(flow_state: Mapping[str, torch.Tensor], interp_state: Mapping[str, torch.Tensor]) -> str:
