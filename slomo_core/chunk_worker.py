@@ -21,6 +21,7 @@ import numpy as np
 from slomo_core.errors import InputError, SlomoError
 from slomo_core.interp.base import FrameInterpolator, PairRequest
 from slomo_core.manifest import ChunkSpec, ChunkStatus, write_status
+from slomo_core.pipelining import BackgroundSink, prefetch
 from slomo_core.plan import JobLayout
 from slomo_core.scene import SceneCutDetector
 from slomo_core.storage import ObjectIdentity, StorageOptions, exists, file_sha256, localize, read_json, upload, write_json
@@ -30,7 +31,8 @@ from slomo_core.video.encode import VideoEncoder
 
 log = logging.getLogger(__name__)
 
-ProgressCallback = Callable[[int], None]  # called with the number of frames written so far by this chunk
+ProgressCallback = Callable[[int], None]
+ENCODE_QUEUE = 16  # frames waiting for the encoder thread (bounded: ~100 MB at 1080p)  # called with the number of frames written so far by this chunk
 
 
 def worker_id() -> str:
@@ -45,11 +47,13 @@ def _pairs(frames: Iterator[DecodedFrame]) -> Iterator[tuple[DecodedFrame, Decod
 
 
 class _Writer:
-    def __init__(self, encoder: VideoEncoder, progress: ProgressCallback | None) -> None:
-        self.encoder, self.progress, self.count = encoder, progress, 0
+    """Hands frames to the encoder thread in order and counts them."""
+
+    def __init__(self, sink: BackgroundSink[tuple[np.ndarray, int]], progress: ProgressCallback | None) -> None:
+        self.sink, self.progress, self.count = sink, progress, 0
 
     def write(self, image: np.ndarray, out: OutputFrame) -> None:
-        self.encoder.write(image, out.pts)
+        self.sink.submit((image, out.pts))
         self.count += 1
         if self.progress is not None:
             self.progress(self.count)
@@ -113,20 +117,28 @@ def render_chunk(
         segment_path, spec.width, spec.height, Fraction(spec.output_time_base), spec.encoder,
         frame_rate_hint=rate_hint, rotation=spec.rotation,
     ) as encoder:
-        writer = _Writer(encoder, progress)
-        batch: list[tuple[DecodedFrame, DecodedFrame, list[OutputFrame]]] = []
-        for a, b in _pairs(_counted(iter_frames(source_path, spec.first_frame, spec.last_frame + 1), spec)):
-            batch.append((a, b, timeline.outputs_between(a.index, a.pts, b.pts)))
-            last = b
-            if len(batch) == spec.batch_pairs:
+        # Decoding, interpolation and encoding overlap: decoder and encoder run in their own threads.
+        sink: BackgroundSink[tuple[np.ndarray, int]] = BackgroundSink(lambda item: encoder.write(*item), ENCODE_QUEUE)
+        writer = _Writer(sink, progress)
+        try:
+            batch: list[tuple[DecodedFrame, DecodedFrame, list[OutputFrame]]] = []
+            decoded = prefetch(iter_frames(source_path, spec.first_frame, spec.last_frame + 1), 2 * spec.batch_pairs + 2)
+            for a, b in _pairs(_counted(decoded, spec)):
+                batch.append((a, b, timeline.outputs_between(a.index, a.pts, b.pts)))
+                last = b
+                if len(batch) == spec.batch_pairs:
+                    _emit_batch(batch, interpolator, detector, writer, cuts)
+                    batch = []
+            if batch:
                 _emit_batch(batch, interpolator, detector, writer, cuts)
-                batch = []
-        if batch:
-            _emit_batch(batch, interpolator, detector, writer, cuts)
-        if last is None or last.pts != spec.last_pts:
-            raise InputError(f"{spec.source_uri}: chunk {spec.chunk_index} ended before frame {spec.last_frame}")
-        if spec.is_last:
-            writer.write(last.image, timeline.tail_output(last.index, last.pts))
+            if last is None or last.pts != spec.last_pts:
+                raise InputError(f"{spec.source_uri}: chunk {spec.chunk_index} ended before frame {spec.last_frame}")
+            if spec.is_last:
+                writer.write(last.image, timeline.tail_output(last.index, last.pts))
+            sink.close()
+        except BaseException:
+            sink.abandon()
+            raise
     if writer.count != spec.expected_frames:
         raise InputError(f"chunk {spec.chunk_index}: wrote {writer.count} frames, the plan expects {spec.expected_frames}")
     return writer.count, cuts
