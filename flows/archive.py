@@ -15,7 +15,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.convert import convert_video, job_inputs
+from flows.convert import convert_video, job_settings, work_root_for
 from slomo_core.scene import DEFAULT_THRESHOLD
 from slomo_core.storage import join, list_files
 from tasks.conversion import connect_ray, is_converted
@@ -41,11 +41,11 @@ def pending_videos(sources: Sequence[str], input_prefix: str, output_prefix: str
                    params: dict[str, Any]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """(to convert, already done) as (source, output) pairs, for exactly these settings."""
     options = params.get("storage_options")
+    settings, length = job_settings(params)
     todo, done = [], []
     for source in sources:
         output = output_for(source, input_prefix, output_prefix, suffix)
-        settings, length, work_root = job_inputs(output, params)
-        finished = is_converted(source, output, work_root, settings, length, options)
+        finished = is_converted(source, output, work_root_for(output, params), settings, length, options)
         (done if finished else todo).append((source, output))
     return todo, done
 

@@ -50,12 +50,19 @@ def build_settings(
     return settings
 
 
-def job_inputs(
-    output: str,
-    params: dict[str, Any],
-) -> tuple[JobSettings, ChunkLength, str]:
+def job_inputs(output: str, params: dict[str, Any]) -> tuple[JobSettings, ChunkLength, str]:
     """Settings, chunk length and work root exactly as the flow derives them (shared with the CLI's
     progress display and the archive's "already converted?" check, so all agree on the job id)."""
+    settings, length = job_settings(params)
+    return settings, length, work_root_for(output, params)
+
+
+def work_root_for(output: str, params: dict[str, Any]) -> str:
+    return params.get("work_dir") or default_work_root(output)
+
+
+def job_settings(params: dict[str, Any]) -> tuple[JobSettings, ChunkLength]:
+    """The settings part of job_inputs: the same for every video of a batch (weights hashed once)."""
     model = params.get("model", "dis")
     options = params.get("storage_options")
     digest = weights_digest(params.get("weights"), options) if model == "superslomo" else None
@@ -66,7 +73,7 @@ def job_inputs(
     )
     frames, seconds = params.get("chunk_frames"), params.get("chunk_seconds", 10.0)
     length = ChunkLength(frames=frames) if frames else ChunkLength(seconds=seconds)
-    return settings, length, params.get("work_dir") or default_work_root(output)
+    return settings, length
 
 
 @flow(name="convert-video")

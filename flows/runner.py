@@ -14,8 +14,9 @@ from typing import Any
 from slomo_core.convert import ConvertOptions, check_output_path
 from slomo_core.errors import InputError
 from slomo_core.manifest import read_manifest
-from slomo_core.plan import JobLayout, job_id_for
+from slomo_core.plan import JobLayout
 from slomo_core.storage import StorageOptions, exists, filesystem, identity, is_local, join
+from tasks.conversion import job_layout_for
 from slomo_core.video.probe import probe, read_frame_timestamps
 
 
@@ -102,8 +103,7 @@ def run_convert_flow(args: argparse.Namespace, options: ConvertOptions, storage:
 
     params = flow_params(args, options, storage)
     settings, length, work_root = job_inputs(args.output, params)
-    ident = identity(args.input, storage)
-    layout = JobLayout(join(work_root, job_id_for(args.input, ident.etag, ident.size, args.output, settings, length)))
+    layout = job_layout_for(args.input, args.output, work_root, settings, length, storage)
     # A finished job of the same settings may own the existing output: the flow then returns at once.
     preflight(args.input, args.output, args.overwrite or exists(layout.done, storage), storage)
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")

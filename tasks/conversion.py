@@ -18,7 +18,7 @@ from prefect.cache_policies import NO_CACHE
 from slomo_core.chunk_worker import committed_segment
 from slomo_core.errors import OutputError, SlomoError
 from slomo_core.manifest import ChunkSpec, write_manifest
-from slomo_core.plan import ChunkLength, JobSettings, Plan, job_id_for, plan_job
+from slomo_core.plan import ChunkLength, JobLayout, JobSettings, Plan, job_id_for, plan_job
 from slomo_core.stitch import StitchReport, stitch_job
 from slomo_core.storage import StorageOptions, exists, identity, join, read_json
 from tasks.chunk_workers import ChunkWorkerFactory, ModelSpec
@@ -49,18 +49,17 @@ def default_work_root(output_uri: str) -> str:
     return join(parent, ".slomo-work")
 
 
-def job_done_marker(source_uri: str, output_uri: str, work_root: str, settings: JobSettings, length: ChunkLength,
-                    options: StorageOptions | None) -> str:
-    """Where a finished job of exactly these settings leaves its DONE marker; needs no probing."""
+def job_layout_for(source_uri: str, output_uri: str, work_root: str, settings: JobSettings, length: ChunkLength,
+                   options: StorageOptions | None) -> JobLayout:
+    """Where the job of exactly these settings keeps its state; needs no probing (a HEAD of the source)."""
     ident = identity(source_uri, options)
-    job_id = job_id_for(source_uri, ident.etag, ident.size, output_uri, settings, length)
-    return join(work_root, job_id, "DONE.json")
+    return JobLayout(join(work_root, job_id_for(source_uri, ident.etag, ident.size, output_uri, settings, length)))
 
 
 def is_converted(source_uri: str, output_uri: str, work_root: str, settings: JobSettings, length: ChunkLength,
                  options: StorageOptions | None) -> bool:
-    marker = job_done_marker(source_uri, output_uri, work_root, settings, length, options)
-    return exists(marker, options) and exists(output_uri, options)
+    done = job_layout_for(source_uri, output_uri, work_root, settings, length, options).done
+    return exists(done, options) and exists(output_uri, options)
 
 
 @task(name="plan", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
