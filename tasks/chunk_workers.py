@@ -16,7 +16,7 @@ from slomo_core.errors import CheckpointError, SlomoError
 from slomo_core.interp.base import FrameInterpolator
 from slomo_core.interp.factory import build_interpolator
 from slomo_core.interp.network import InferenceSettings
-from slomo_core.manifest import ChunkSpec, ChunkStatus
+from slomo_core.manifest import ChunkSpec
 from slomo_core.storage import StorageOptions, localize
 
 log = logging.getLogger(__name__)
@@ -68,13 +68,6 @@ class ChunkWorkerFactory:
 
     def __call__(self) -> ChunkWorker:
         return ChunkWorker(self.model, self.options, cache_dir=os.environ.get("SLOMO_CACHE_DIR"))
-
-
-def status_from_value(value: dict[str, Any]) -> ChunkStatus | None:
-    if not value.get("ok"):
-        return None
-    fields = {k: v for k, v in value.items() if k != "ok"}
-    return ChunkStatus(**fields)
 
 
 def weights_digest(weights_uri: str | None, options: StorageOptions | None = None) -> str | None:
