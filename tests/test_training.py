@@ -1,0 +1,186 @@
+"""Training: exact synthetic motion, cut-free video triplets, the losses, resumable runs, export, CLI."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from slomo_core.errors import ConfigError
+from slomo_core.interp.base import PairRequest
+from slomo_core.interp.network import SuperSloMoInterpolator
+from slomo_core.model.checkpoint import load_superslomo
+from slomo_core.storage import file_sha256
+from tests.clips import cfr_pts, make_clip, moving_square_frames
+from training import cli
+from training.config import LIGHT_WIDTHS, TrainConfig
+from training.export import export_weights
+from training.loop import BEST_FILE, CURVE_FILE, STATE_FILE, Trainer
+from training.losses import SuperSloMoObjective, smoothness
+from training.photos import load_photos, photo_paths
+from training.synthetic import MotionRange, SyntheticScene, _Path, random_scene, synthetic_triplet
+from training.video_samples import Region, load_clip, video_triplet
+
+
+@pytest.fixture(scope="module")
+def photos() -> list[np.ndarray]:
+    return load_photos(photo_paths()[:4], min_side=128)
+
+
+def tiny_config(**overrides) -> TrainConfig:
+    base = {"crop": 64, "batch_size": 2, "steps": 4, "eval_every": 2, "checkpoint_every": 2, "eval_samples": 4,
+            "log_every": 1, "threads": 2, "max_shift": 6.0}
+    base.update(overrides)
+    return TrainConfig(**base)
+
+
+# -- synthetic sequences ---------------------------------------------------------------------------
+def test_synthetic_translation_is_exact(photos):
+    """A background moving 8 px right: frame 1 is frame 0 shifted by 8, the t=0.5 frame by 4."""
+    path = _Path(centre=(200.0, 150.0), position=(32.0, 32.0), velocity=(8.0, 0.0), angle=0.0, spin=0.0,
+                 scale=1.0, zoom=0.0)
+    scene = SyntheticScene(photos[0], path, (), 64)
+    f0, half, f1 = scene.render(0.0), scene.render(0.5), scene.render(1.0)
+    assert np.array_equal(f1[:, 8:], f0[:, :-8])
+    assert np.array_equal(half[:, 4:], f0[:, :-4])
+    assert not np.array_equal(f0, f1)
+
+
+def test_synthetic_triplets_are_seeded_and_occluded(photos):
+    a = synthetic_triplet(np.random.default_rng(3), photos, 64, 0.3)
+    b = synthetic_triplet(np.random.default_rng(3), photos, 64, 0.3)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert all(x.shape == (64, 64, 3) and x.dtype == np.uint8 for x in a)
+    rng = np.random.default_rng(0)
+    scenes = [random_scene(rng, photos, 64, MotionRange(max_sprites=3)) for _ in range(30)]
+    assert max(len(s.sprites) for s in scenes) >= 2  # occluders appear
+    assert min(len(s.sprites) for s in scenes) == 0
+
+
+# -- video triplets --------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def cut_clip(tmp_path_factory) -> str:
+    frames = moving_square_frames(8, 96, 96, dx=3, seed=1)
+    noise = np.random.default_rng(2).integers(0, 8, (96, 96, 3))
+    frames += [(np.roll(noise, 2 * i, axis=1) + 244).astype(np.uint8) for i in range(8)]  # cut: near-white shot
+    path = str(tmp_path_factory.mktemp("train") / "cut.mp4")
+    return make_clip(path, frames, cfr_pts(16), Fraction(1, 25), options={"crf": "0"})
+
+
+def test_video_triplets_avoid_cuts_and_region(cut_clip):
+    clip = load_clip(cut_clip, exclude=Region(32, 0, 96, 96))
+    assert clip.cuts == frozenset({8})
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        f0, ft, f1, t = video_triplet(rng, [clip], 32, max_span=6)
+        assert 0 < t < 1 and f0.shape == ft.shape == f1.shape == (32, 32, 3)
+        # every frame of one triplet comes from the same shot (the second one is near white)
+        assert len({float(f.mean()) > 230 for f in (f0, ft, f1)}) == 1
+
+
+def test_region_that_leaves_no_room_is_an_error(cut_clip):
+    clip = load_clip(cut_clip, exclude=Region(0, 0, 80, 80))
+    with pytest.raises(ConfigError, match="outside the excluded region"):
+        video_triplet(np.random.default_rng(0), [clip], 32)
+    with pytest.raises(ConfigError, match="bad region"):
+        Region.parse("1,2,3")
+
+
+# -- losses ----------------------------------------------------------------------------------------
+def test_smoothness_is_zero_for_constant_flow():
+    assert float(smoothness(torch.full((1, 2, 8, 8), 3.0))) == 0.0
+    assert float(smoothness(torch.arange(64.0).view(1, 1, 8, 8).repeat(1, 2, 1, 1))) > 0
+
+
+def test_objective_gives_every_term_and_gradients_to_both_nets(photos):
+    from slomo_core.model.superslomo import SuperSloMo, SuperSloMoConfig
+
+    torch.manual_seed(0)
+    model = SuperSloMo(SuperSloMoConfig(widths=LIGHT_WIDTHS))
+    objective = SuperSloMoObjective(model)
+    f0, ft, f1 = (torch.from_numpy(x).permute(2, 0, 1)[None].float() / 255
+                  for x in synthetic_triplet(np.random.default_rng(1), photos, 64, 0.5))
+    losses = objective(f0, ft, f1, torch.tensor([0.5]))
+    assert {"total", "reconstruction", "warping", "smoothness"} <= set(losses)
+    assert all(torch.isfinite(losses[k]) for k in ("total", "reconstruction", "warping", "smoothness"))
+    losses["total"].backward()
+    assert model.flow_net.conv1.weight.grad.abs().sum() > 0
+    assert model.interp_net.conv1.weight.grad.abs().sum() > 0
+
+
+# -- the loop --------------------------------------------------------------------------------------
+def test_training_learns_a_fixed_batch(tmp_path):
+    trainer = Trainer(tiny_config(lr=1e-3), tmp_path)
+    batch = trainer.sampler.batch(np.random.default_rng(5), 4)
+    first = trainer.train_step(batch)["reconstruction"]
+    for _ in range(40):
+        last = trainer.train_step(batch)["reconstruction"]
+    assert last < 0.7 * first
+
+
+def _weights(trainer: Trainer) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in trainer.model.state_dict().items()}
+
+
+def test_resumed_run_matches_an_uninterrupted_one(tmp_path):
+    straight = Trainer(tiny_config(steps=4), tmp_path / "straight")
+    straight.run()
+    first = Trainer(tiny_config(steps=2), tmp_path / "split")
+    first.run()
+    resumed = Trainer(tiny_config(steps=4), tmp_path / "split")
+    assert resumed.state.step == 2
+    resumed.run()
+    assert resumed.state.step == 4
+    a, b = _weights(straight), _weights(resumed)
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    curve = (tmp_path / "split" / CURVE_FILE).read_text().splitlines()
+    assert curve[0].startswith("step,") and [line.split(",")[0] for line in curve[1:]] == ["1", "2", "3", "4"]
+
+
+def test_resume_refuses_another_architecture(tmp_path):
+    Trainer(tiny_config(steps=1), tmp_path).run()
+    with pytest.raises(ConfigError, match="cannot resume"):
+        Trainer(tiny_config(steps=2, preset="full"), tmp_path)
+
+
+def test_best_weights_load_run_and_export(tmp_path):
+    Trainer(tiny_config(steps=2), tmp_path / "run").run()
+    best = tmp_path / "run" / BEST_FILE
+    _, info = load_superslomo(str(best))
+    assert info.config.widths == LIGHT_WIDTHS and info.training["steps"] == 2
+    digest, card = export_weights(str(best), str(tmp_path / "shipped.pt"))
+    shipped, shipped_info = load_superslomo(str(tmp_path / "shipped.pt"))
+    assert shipped_info.weights_sha256 == digest
+    assert (tmp_path / "shipped.pt").stat().st_size < 0.6 * best.stat().st_size  # fp16
+    text = Path(card).read_text()
+    assert digest in text and file_sha256(str(tmp_path / "shipped.pt")) in text and "synthetic" in text
+    frame = np.random.default_rng(0).integers(0, 255, (40, 56, 3), dtype=np.uint8)
+    (out,) = SuperSloMoInterpolator(shipped).interpolate([PairRequest(frame, frame, (0.5,))])
+    assert out[0].shape == frame.shape
+
+
+def test_cli_trains_resumes_and_reports_bad_options(tmp_path, capsys):
+    def train(steps: int) -> int:
+        return cli.main(["train", "--out", str(tmp_path / "run"), "--crop", "64", "--batch-size", "1",
+                         "--steps", str(steps), "--eval-every", "2", "--threads", "2"])
+
+    assert train(2) == 0
+    assert train(3) == 0
+    out = capsys.readouterr().out
+    assert "step 2 of 3" in out and (tmp_path / "run" / STATE_FILE).exists()
+    assert cli.main(["train", "--out", str(tmp_path / "bad"), "--crop", "100"]) == 1
+    assert "multiple of 32" in capsys.readouterr().err
+
+
+def test_ray_train_runs_two_ddp_workers(tmp_path, ray_session):
+    from training.distributed import train_with_ray
+
+    train_with_ray(tiny_config(steps=2, threads=1), str(tmp_path / "run"), workers=2)
+    _, info = load_superslomo(str(tmp_path / "run" / BEST_FILE))
+    assert info.training["steps"] == 2
+    assert info.training["batch_size"] == 4  # two workers x two samples: gradients averaged by DDP
+    rows = (tmp_path / "run" / CURVE_FILE).read_text().splitlines()[1:]
+    assert rows[-1].split(",")[2] == "8"  # samples seen after 2 steps of 2 workers x 2

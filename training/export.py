@@ -1,0 +1,49 @@
+"""Ship a run's weights: fp16 in slomo's checkpoint format, with a sha256 and a card beside them.
+
+The card is the user's answer to "where do these weights come from and how good are they": data, steps,
+training time, losses, validation PSNR, and the quality benchmark's table when given.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from slomo_core.model.checkpoint import load_superslomo, save_superslomo
+from slomo_core.storage import file_sha256
+
+
+def card_text(name: str, weights_digest: str, file_digest: str, training: dict, benchmark: str | None) -> str:
+    lines = [
+        f"# {name}",
+        "",
+        "Super SloMo (Jiang et al., CVPR 2018) weights trained by slomo's `training/` package.",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| file sha256 | `{file_digest}` |",
+        f"| weights sha256 (checked on load) | `{weights_digest}` |",
+    ]
+    for key in ("preset", "steps", "samples", "train_seconds", "batch_size", "crop", "lr", "data", "losses", "val_psnr"):
+        if key in training:
+            lines.append(f"| {key.replace('_', ' ')} | {training[key]} |")
+    lines += ["", ("Validation PSNR is on held-out synthetic triplets (a seed training never draws), not on the "
+                   "benchmark clips.")]
+    if benchmark:
+        lines += ["", "## Quality benchmark (bench/quality.py)", "", benchmark.strip()]
+    return "\n".join(lines) + "\n"
+
+
+def export_weights(checkpoint: str, output: str, benchmark_markdown: str | None = None) -> tuple[str, str]:
+    """Write fp16 weights and ``<output>.md``; returns (weights sha256, card path)."""
+    model, info = load_superslomo(checkpoint)
+    training = dict(info.training)
+    training["exported_from"] = info.weights_sha256
+    digest = save_superslomo(model, output, training=training, dtype=torch.float16)
+    benchmark = Path(benchmark_markdown).read_text() if benchmark_markdown else None
+    card = os.path.splitext(output)[0] + ".md"
+    name = Path(output).name
+    Path(card).write_text(card_text(name, digest, file_sha256(output), training, benchmark))
+    return digest, card

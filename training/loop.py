@@ -1,0 +1,272 @@
+"""The training loop: resumable from its last checkpoint, stoppable at a wall-clock limit.
+
+A run lives in one folder:
+- ``state.pt``: model, optimizer, step, RNG states and history (written atomically; resume reads it);
+- ``best.pt``: the weights with the best validation PSNR so far, in slomo's own checkpoint format;
+- ``curve.csv``: step, time, mean losses and validation PSNR (against the 50/50 blend's) over the run.
+
+Validation uses a fixed set of synthetic triplets drawn from a seed the training stream never uses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from slomo_core.errors import ConfigError
+from slomo_core.model.checkpoint import save_superslomo
+from slomo_core.model.superslomo import SuperSloMo, SuperSloMoConfig
+from slomo_core.runtime import cpu_has_native_bf16, resolve_device, resolve_dtype
+from training.config import TrainConfig
+from training.data import Batch, TripletSampler
+from training.losses import SuperSloMoObjective
+from training.photos import load_photos, photo_paths
+from training.synthetic import MotionRange
+from training.video_samples import Region, VideoClip, load_clip
+
+log = logging.getLogger(__name__)
+
+STATE_FORMAT = "slomo.train-state"
+STATE_FILE = "state.pt"
+BEST_FILE = "best.pt"
+CURVE_FILE = "curve.csv"
+CURVE_FIELDS = ("step", "elapsed_s", "samples", "loss", "reconstruction", "warping", "smoothness",
+                "val_psnr", "val_blend_psnr", "lr")
+_VALIDATION_SEED_OFFSET = 1_000_003
+
+
+def autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype:
+    """bf16 where the hardware runs it natively; emulated bf16 on other CPUs is several times slower."""
+    if config.dtype != "auto":
+        return resolve_dtype(config.dtype)
+    if device.type == "cuda" or cpu_has_native_bf16():
+        return torch.bfloat16
+    return torch.float32
+
+
+def psnr(prediction: torch.Tensor, target: torch.Tensor) -> float:
+    """Mean per-image PSNR on 8-bit-quantised frames, as the benchmark measures it."""
+    a = (prediction.clamp(0, 1) * 255).round()
+    b = (target * 255).round()
+    mse = ((a - b) ** 2).flatten(1).mean(dim=1).clamp_min(1e-10)
+    return float((10 * torch.log10(255.0**2 / mse)).mean())
+
+
+def parse_video(spec: str) -> tuple[str, Region | None]:
+    path, _, region = spec.partition("@")
+    return path, (Region.parse(region) if region else None)
+
+
+def build_sampler(config: TrainConfig) -> TripletSampler:
+    photos = load_photos(photo_paths(config.photo_dirs), min_side=config.crop * 2)
+    clips: list[VideoClip] = []
+    for spec in config.videos:
+        path, region = parse_video(spec)
+        clips.append(load_clip(path, region))
+    return TripletSampler(photos, clips, config.crop, MotionRange(max_shift=config.max_shift),
+                          config.video_fraction)
+
+
+def validation_set(config: TrainConfig, sampler: TripletSampler) -> Batch:
+    synthetic_only = TripletSampler(sampler.photos, (), config.crop, sampler.motion, 0.0)
+    rng = np.random.default_rng(config.seed + _VALIDATION_SEED_OFFSET)
+    return synthetic_only.batch(rng, config.eval_samples)
+
+
+@dataclass
+class TrainState:
+    step: int = 0
+    samples: int = 0
+    elapsed_s: float = 0.0
+    best_val_psnr: float = -math.inf
+    history: list[dict] = field(default_factory=list)
+
+
+class Trainer:
+    """One process's training; ``wrap`` turns the objective into e.g. a DDP module (Ray Train)."""
+
+    def __init__(self, config: TrainConfig, out_dir: str | os.PathLike, *, rank: int = 0, world_size: int = 1,
+                 wrap: Callable[[nn.Module], nn.Module] | None = None, device: torch.device | None = None) -> None:
+        self.config = config.validate()
+        self.out_dir = Path(out_dir)
+        self.rank, self.world_size = rank, world_size
+        self.is_chief = rank == 0
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        self.device = device or resolve_device(config.device)
+        self.amp_dtype = autocast_dtype(config, self.device)
+        torch.manual_seed(config.seed)  # same initial weights on every rank and every fresh run
+        self.model = SuperSloMo(SuperSloMoConfig(widths=config.widths)).to(self.device)
+        if config.channels_last:
+            self.model.memory_format = torch.channels_last
+            self.model.to(memory_format=torch.channels_last)
+        self.objective = SuperSloMoObjective(self.model)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        self.state = TrainState()
+        self.rng = np.random.default_rng([config.seed, rank])
+        self._resume()
+        self.wrapped = wrap(self.objective) if wrap else self.objective
+        self.sampler = build_sampler(config)
+        self.validation = validation_set(config, self.sampler) if self.is_chief else None
+
+    # -- checkpoints -------------------------------------------------------------------------------
+    def _resume(self) -> None:
+        path = self.out_dir / STATE_FILE
+        if not path.exists():
+            return
+        data = torch.load(path, map_location="cpu", weights_only=False)
+        if data.get("format") != STATE_FORMAT:
+            raise ConfigError(f"{path}: not a slomo training state")
+        saved = TrainConfig.from_dict(data["config"])
+        if saved.widths != self.config.widths or saved.crop != self.config.crop:
+            raise ConfigError(f"{path}: run was {saved.preset} at crop {saved.crop}; cannot resume it as "
+                              f"{self.config.preset} at crop {self.config.crop} (use another --out)")
+        self.model.load_state_dict(data["model"])
+        self.optimizer.load_state_dict(data["optimizer"])
+        self.state = TrainState(**data["state"])
+        rng_state = data.get("rng", {}).get(str(self.rank))
+        if rng_state is not None:
+            self.rng.bit_generator.state = rng_state
+        log.info("resumed %s at step %d (%.0f s trained)", path, self.state.step, self.state.elapsed_s)
+
+    def save(self) -> None:
+        if not self.is_chief:
+            return
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "format": STATE_FORMAT,
+            "config": self.config.to_dict(),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "state": self.state.__dict__,
+            "rng": {str(self.rank): self.rng.bit_generator.state},
+        }
+        path = self.out_dir / STATE_FILE
+        tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+
+    def training_metadata(self) -> dict:
+        c = self.config
+        return {
+            "steps": self.state.step, "samples": self.state.samples, "train_seconds": round(self.state.elapsed_s),
+            "preset": c.preset, "crop": c.crop, "batch_size": c.batch_size * self.world_size, "lr": c.lr,
+            "data": "synthetic sequences from scikit-image photographs"
+                    + (f" + video triplets from {', '.join(c.videos)}" if c.videos else ""),
+            "losses": "204*L1 reconstruction + 102*warping + smoothness (no perceptual: no offline VGG)",
+            "val_psnr": round(self.state.best_val_psnr, 3),
+        }
+
+    # -- steps ---------------------------------------------------------------------------------------
+    def _lr(self) -> float:
+        drops = sum(1 for m in self.config.lr_milestones if self.state.step >= m)
+        return self.config.lr * (0.1**drops)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.amp_dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device, non_blocking=True)
+        return x.contiguous(memory_format=torch.channels_last) if self.config.channels_last and x.ndim == 4 else x
+
+    def train_step(self, batch: Batch) -> dict[str, float]:
+        self.objective.train()
+        for group in self.optimizer.param_groups:
+            group["lr"] = self._lr()
+        frame0, frame_t, frame1 = (self._prepare(x) for x in (batch.frame0, batch.frame_t, batch.frame1))
+        t = batch.t.to(self.device)
+        with self._autocast():
+            losses = self.wrapped(frame0, frame_t, frame1, t)
+        self.optimizer.zero_grad(set_to_none=True)
+        losses["total"].backward()
+        self.optimizer.step()
+        self.state.step += 1
+        self.state.samples += batch.t.numel() * self.world_size
+        return {k: float(v.detach()) for k, v in losses.items() if k != "prediction"}
+
+    @torch.no_grad()
+    def evaluate(self) -> tuple[float, float]:
+        """Validation PSNR of the network and of the 50/50 blend on the fixed synthetic set."""
+        assert self.validation is not None
+        self.objective.eval()
+        v = self.validation
+        predictions = []
+        for start in range(0, v.t.numel(), 16):
+            part = slice(start, start + 16)
+            frame0, frame1 = self._prepare(v.frame0[part]), self._prepare(v.frame1[part])
+            flow01, flow10 = self.model.compute_flows(frame0, frame1)
+            out = self.model.synthesize(frame0, frame1, flow01, flow10, v.t[part].to(self.device)).frames
+            predictions.append(out.float().cpu())
+        prediction = torch.cat(predictions)
+        blend = (1 - v.t.view(-1, 1, 1, 1)) * v.frame0 + v.t.view(-1, 1, 1, 1) * v.frame1
+        return psnr(prediction, v.frame_t), psnr(blend, v.frame_t)
+
+    # -- the run -------------------------------------------------------------------------------------
+    def _append_curve(self, row: dict) -> None:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        path = self.out_dir / CURVE_FILE
+        new = not path.exists()
+        with path.open("a", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=CURVE_FIELDS)
+            if new:
+                writer.writeheader()
+            writer.writerow({k: row.get(k, "") for k in CURVE_FIELDS})
+
+    def run(self, on_log: Callable[[dict], None] | None = None) -> TrainState:
+        """Train until ``steps`` or ``max_minutes``; checkpoints on the way, on Ctrl-C and at the end."""
+        config = self.config
+        deadline = time.monotonic() + config.max_minutes * 60 if config.max_minutes else math.inf
+        sums: dict[str, float] = {}
+        count = 0
+        started = time.monotonic()
+        try:
+            while self.state.step < config.steps and time.monotonic() < deadline:
+                batch = self.sampler.batch(self.rng, config.batch_size)
+                for key, value in self.train_step(batch).items():
+                    sums[key] = sums.get(key, 0.0) + value
+                count += 1
+                now = time.monotonic()
+                self.state.elapsed_s += now - started
+                started = now
+                step = self.state.step
+                evaluate = self.is_chief and (step % config.eval_every == 0 or step == config.steps)
+                if step % config.log_every == 0 or evaluate:
+                    row = {"step": step, "elapsed_s": round(self.state.elapsed_s, 1), "samples": self.state.samples,
+                           "lr": self._lr(), **{k: round(v / count, 6) for k, v in sums.items() if k != "total"},
+                           "loss": round(sums.get("total", 0.0) / count, 4)}
+                    if evaluate:
+                        row["val_psnr"], row["val_blend_psnr"] = (round(x, 3) for x in self.evaluate())
+                        self._record(row)
+                    if self.is_chief:
+                        self._append_curve(row)
+                    if on_log:
+                        on_log(row)
+                    sums, count = {}, 0
+                if step % config.checkpoint_every == 0:
+                    self.save()
+        except KeyboardInterrupt:
+            log.warning("interrupted at step %d: saving a checkpoint", self.state.step)
+            raise
+        finally:
+            self.save()
+        return self.state
+
+    def _record(self, row: dict) -> None:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.state.history.append(row)
+        if row["val_psnr"] > self.state.best_val_psnr:
+            self.state.best_val_psnr = row["val_psnr"]
+            save_superslomo(self.model, str(self.out_dir / BEST_FILE), training=self.training_metadata())
