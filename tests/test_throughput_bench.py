@@ -18,7 +18,7 @@ from slomo_core.video.decode import iter_frames
 from tests.clips import cfr_pts, make_clip, moving_square_frames
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-import throughput  # noqa: E402
+import throughput
 
 
 def test_stage_clock_sums_across_threads() -> None:
