@@ -5,6 +5,7 @@ to the requested size: cropping keeps real texture without resampling) and print
 medians. Output frames per pair = factor (factor - 1 interpolated + the original), as in a slowmo run.
 
     python bench/interpolators.py --size 640x360 --factor 4 --repeats 5
+    python bench/interpolators.py --size 1280x720 --factor 8 --device cuda   # 7 new frames per pair on a GPU
 """
 
 from __future__ import annotations
@@ -20,33 +21,38 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from footage import real_frames  # noqa: E402
+from footage import real_frames
 
-from slomo_core.interp.base import FrameInterpolator, PairRequest  # noqa: E402
-from slomo_core.interp.dis import DISInterpolator  # noqa: E402
-from slomo_core.interp.network import InferenceSettings, SuperSloMoInterpolator  # noqa: E402
-from slomo_core.model.superslomo import SuperSloMo  # noqa: E402
+from slomo_core.interp.base import FrameInterpolator, PairRequest
+from slomo_core.interp.dis import DISInterpolator
+from slomo_core.interp.network import InferenceSettings, SuperSloMoInterpolator
+from slomo_core.model.superslomo import SuperSloMo, SuperSloMoConfig
+from training.config import PRESETS
 
 
-def _network(dtype: str, channels_last: bool) -> Callable[[], FrameInterpolator]:
-    def build() -> FrameInterpolator:
+def _network(dtype: str, channels_last: bool) -> Callable[[argparse.Namespace], FrameInterpolator]:
+    def build(args: argparse.Namespace) -> FrameInterpolator:
         torch.manual_seed(0)  # random weights: speed does not depend on their values
-        return SuperSloMoInterpolator(SuperSloMo(), InferenceSettings(dtype=dtype, channels_last=channels_last))
+        model = SuperSloMo(SuperSloMoConfig(widths=PRESETS[args.widths]))
+        return SuperSloMoInterpolator(model, InferenceSettings(device=args.device, dtype=dtype,
+                                                               channels_last=channels_last))
 
     return build
 
 
-CONFIGS: dict[str, Callable[[], FrameInterpolator]] = {
-    "dis": DISInterpolator,
+CONFIGS: dict[str, Callable[[argparse.Namespace], FrameInterpolator]] = {
+    "dis": lambda args: DISInterpolator(),
     "superslomo fp32": _network("fp32", False),
     "superslomo fp32 channels_last": _network("fp32", True),
     "superslomo bf16 channels_last": _network("bf16", True),
+    "superslomo fp16 channels_last": _network("fp16", True),
 }
+CPU_DEFAULT_ROWS = ("dis", "superslomo fp32", "superslomo fp32 channels_last", "superslomo bf16 channels_last")
 
 
-def measure(build: Callable[[], FrameInterpolator], frames: list[np.ndarray], factor: int, batch: int, repeats: int) -> list[float]:
-    """Seconds per pair for each repeat (after one warm-up call)."""
-    interpolator = build()
+def measure(interpolator: FrameInterpolator, frames: list[np.ndarray], factor: int, batch: int,
+            repeats: int) -> list[float]:
+    """Seconds per pair for each repeat (after one warm-up call; results come back to host memory)."""
     times = tuple(k / factor for k in range(1, factor))
     requests = [PairRequest(frames[i], frames[i + 1], times) for i in range(batch)]
     interpolator.interpolate(requests[:1])
@@ -66,18 +72,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--only", nargs="*", choices=list(CONFIGS), help="subset of rows")
+    parser.add_argument("--widths", choices=list(PRESETS), default="full", help="network size (full: the paper's)")
+    parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
     width, height = (int(v) for v in args.size.lower().split("x"))
     if args.threads:
         torch.set_num_threads(args.threads)
     frames = real_frames("bigbuckbunny.mp4", args.batch_pairs + 1, width, height)
+    device = "cuda: " + torch.cuda.get_device_name() if torch.cuda.is_available() and args.device != "cpu" else "cpu"
     print(f"# interpolator speed: {width}x{height}, factor {args.factor}, {args.batch_pairs} pairs per call, "
-          f"median of {args.repeats}, torch threads {torch.get_num_threads()}")
+          f"median of {args.repeats}, {args.widths} network, {device}, torch threads {torch.get_num_threads()}")
     print("| interpolator | ms per pair | output frames/s | vs fp32 network |")
     print("|---|---:|---:|---:|")
     baseline = None
-    for name in args.only or CONFIGS:
-        per_pair = statistics.median(measure(CONFIGS[name], frames, args.factor, args.batch_pairs, args.repeats))
+    rows = args.only or (list(CONFIGS) if torch.cuda.is_available() else CPU_DEFAULT_ROWS)
+    for name in rows:
+        interpolator = CONFIGS[name](args)
+        per_pair = statistics.median(measure(interpolator, frames, args.factor, args.batch_pairs, args.repeats))
         fps = args.factor / per_pair
         if name == "superslomo fp32":
             baseline = per_pair

@@ -452,9 +452,8 @@ def write_csv(path: str, results: dict[int, dict[str, dict[str, Score]]]) -> Non
                     writer.writerow([factor, column, method, f"{sc.psnr:.4f}", f"{sc.ssim:.5f}", f"{sc.ms_per_frame:.2f}", sc.frames])
 
 
-def build_methods(weights: Sequence[str], random_network: bool, factors: Sequence[int] = (2, 8),
-                  log: Callable[[str], None] = print) -> dict[str, Method]:
-    """The rows: repeat, blend, minterpolate (if any FFmpeg has it), dis, networks."""
+def reference_methods(factors: Sequence[int], log: Callable[[str], None] = print) -> dict[str, Method]:
+    """The rows every network must beat: repeat, blend, minterpolate (if any FFmpeg has it), dis."""
     methods: dict[str, Method] = {"repeat": repeat_method, "blend": blend_method}
     backend = minterpolate_available()
     if backend is None:
@@ -468,17 +467,25 @@ def build_methods(weights: Sequence[str], random_network: bool, factors: Sequenc
         else:
             log("note: minterpolate output alignment failed verification: row skipped")
     methods["dis"] = interpolator_method(DISInterpolator)
+    return methods
+
+
+def build_methods(weights: Sequence[str], random_network: bool, factors: Sequence[int] = (2, 8),
+                  log: Callable[[str], None] = print, dtypes: Sequence[str] = ("fp32",),
+                  baselines: bool = True) -> dict[str, Method]:
+    """The reference rows (unless ``baselines`` is False), then one row per network and dtype."""
+    methods = reference_methods(factors, log) if baselines else {}
     from slomo_core.interp.network import InferenceSettings, SuperSloMoInterpolator
     from slomo_core.model.checkpoint import load_superslomo
     from slomo_core.model.superslomo import SuperSloMo
 
     settings = InferenceSettings(device="cpu")
-    for path in weights:
-        def load(path: str = path) -> FrameInterpolator:
+    for path, dtype in itertools.product(weights, dtypes):
+        def load(path: str = path, dtype: str = dtype) -> FrameInterpolator:
             model, info = load_superslomo(path)
-            return SuperSloMoInterpolator(model, settings, info.weights_sha256)
+            return SuperSloMoInterpolator(model, InferenceSettings(device="cpu", dtype=dtype), info.weights_sha256)
 
-        methods[Path(path).name] = interpolator_method(load)
+        methods[Path(path).name + ("" if dtype == "fp32" else f" {dtype}")] = interpolator_method(load)
     if random_network:
         def random_net() -> FrameInterpolator:
             torch.manual_seed(0)
@@ -494,6 +501,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clips", nargs="+", choices=list(CLIPS), default=list(CLIPS))
     parser.add_argument("--max-groups", type=int, default=128, help="groups per clip and factor, sampled evenly (0 = all)")
     parser.add_argument("--weights", action="append", default=[], help="Super SloMo checkpoint (repeatable; row = file name)")
+    parser.add_argument("--dtypes", nargs="+", choices=["fp32", "bf16", "fp16"], default=["fp32"],
+                        help="one row per weights file and dtype (bf16/fp16 vs fp32: the 0.5 dB check)")
+    parser.add_argument("--no-baselines", action="store_true", help="network rows only (repeat, blend, ... skipped)")
     parser.add_argument("--random-network", action="store_true", help="add a randomly initialised network (seed 0; slow on CPU)")
     parser.add_argument("--csv", help="write per clip/method/factor rows here")
     parser.add_argument("--markdown", help="write the tables here")
@@ -501,7 +511,8 @@ def main(argv: list[str] | None = None) -> int:
     if any(f < 2 for f in args.factors):
         parser.error("factors must be >= 2")
     begin = time.perf_counter()
-    methods = build_methods(args.weights, args.random_network, args.factors)
+    methods = build_methods(args.weights, args.random_network, args.factors, dtypes=args.dtypes,
+                            baselines=not args.no_baselines)
     print(f"# dropped-frame quality, factors {args.factors}, <= {args.max_groups or 'all'} groups per clip, "
           f"torch threads {torch.get_num_threads()}; bbb640 = bigbuckbunny centre crop 640x360")
     results = evaluate(methods, args.clips, args.factors, args.max_groups or None)
