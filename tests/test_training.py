@@ -184,3 +184,13 @@ def test_ray_train_runs_two_ddp_workers(tmp_path, ray_session):
     assert info.training["batch_size"] == 4  # two workers x two samples: gradients averaged by DDP
     rows = (tmp_path / "run" / CURVE_FILE).read_text().splitlines()[1:]
     assert rows[-1].split(",")[2] == "8"  # samples seen after 2 steps of 2 workers x 2
+
+
+def test_fresh_run_can_start_from_given_weights(tmp_path):
+    Trainer(tiny_config(steps=1), tmp_path / "first").run()
+    best = str(tmp_path / "first" / BEST_FILE)
+    second = Trainer(tiny_config(steps=1, init_weights=best), tmp_path / "second")
+    source, _ = load_superslomo(best)
+    assert torch.equal(second.model.flow_net.conv1.weight, source.flow_net.conv1.weight)
+    with pytest.raises(ConfigError, match="do not match"):
+        Trainer(tiny_config(steps=1, init_weights=best, preset="full"), tmp_path / "third")

@@ -38,6 +38,8 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
                    help="real clip for training triplets; the optional box is never cropped (repeatable)")
     p.add_argument("--video-fraction", type=float, default=d.video_fraction)
     p.add_argument("--photos", action="append", default=[], metavar="DIR", help="more photographs (repeatable)")
+    p.add_argument("--init-from", metavar="WEIGHTS",
+                   help="start a new run from these weights (a shipped file, a run's best.pt, the public checkpoint)")
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
     p.add_argument("--eval-every", type=int, default=d.eval_every)
     p.add_argument("--workers", type=int, default=0,
@@ -52,7 +54,7 @@ def _config(args: argparse.Namespace) -> TrainConfig:
         lr_milestones=tuple(args.lr_milestones), steps=args.steps, max_minutes=args.max_minutes, seed=args.seed,
         device=args.device, dtype=args.dtype, channels_last=args.channels_last, threads=args.threads,
         max_shift=args.max_shift, video_fraction=args.video_fraction, videos=tuple(args.video),
-        photo_dirs=tuple(args.photos), checkpoint_every=args.checkpoint_every, eval_every=args.eval_every,
+        photo_dirs=tuple(args.photos), init_weights=args.init_from, checkpoint_every=args.checkpoint_every, eval_every=args.eval_every,
     ).validate()
 
 

@@ -33,6 +33,7 @@ class TrainConfig:
     video_fraction: float = 0.5
     videos: tuple[str, ...] = ()  # "PATH" or "PATH@x0,y0,x1,y1" (region kept out of training crops)
     photo_dirs: tuple[str, ...] = ()
+    init_weights: str | None = None  # start a fresh run from these weights (slomo or public layout)
     checkpoint_every: int = 200
     eval_every: int = 200
     eval_samples: int = 48

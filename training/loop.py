@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from slomo_core.errors import ConfigError
-from slomo_core.model.checkpoint import save_superslomo
+from slomo_core.model.checkpoint import load_superslomo, save_superslomo
 from slomo_core.model.superslomo import SuperSloMo, SuperSloMoConfig
 from slomo_core.runtime import cpu_has_native_bf16, resolve_device, resolve_dtype
 from training.config import TrainConfig
@@ -121,9 +121,22 @@ class Trainer:
         self.validation = validation_set(config, self.sampler) if self.is_chief else None
 
     # -- checkpoints -------------------------------------------------------------------------------
+    def _initialise(self) -> None:
+        """A fresh run starts from ``init_weights`` when given (fine-tuning), else from random weights."""
+        if not self.config.init_weights:
+            return
+        source, info = load_superslomo(self.config.init_weights)
+        if info.config.widths != self.config.widths:
+            raise ConfigError(f"{self.config.init_weights}: widths {info.config.widths} do not match the "
+                              f"{self.config.preset} preset {self.config.widths}")
+        self.model.flow_net.load_state_dict(source.flow_net.state_dict())
+        self.model.interp_net.load_state_dict(source.interp_net.state_dict())
+        log.info("initialised from %s (weights sha256 %s)", self.config.init_weights, info.weights_sha256[:12])
+
     def _resume(self) -> None:
         path = self.out_dir / STATE_FILE
         if not path.exists():
+            self._initialise()
             return
         data = torch.load(path, map_location="cpu", weights_only=False)
         if data.get("format") != STATE_FORMAT:
@@ -164,6 +177,7 @@ class Trainer:
             "preset": c.preset, "crop": c.crop, "batch_size": c.batch_size * self.world_size, "lr": c.lr,
             "data": "synthetic sequences from scikit-image photographs"
                     + (f" + video triplets from {', '.join(c.videos)}" if c.videos else ""),
+            "init": c.init_weights or "random",
             "losses": "204*L1 reconstruction + 102*warping + smoothness (no perceptual: no offline VGG)",
             "val_psnr": round(self.state.best_val_psnr, 3),
         }
