@@ -9,7 +9,6 @@ import numpy as np
 import torch
 
 from training.synthetic import MotionRange, synthetic_triplet
-from training.video_samples import VideoClip, video_triplet
 
 
 @dataclass
@@ -33,7 +32,7 @@ class TripletSampler:
     """Draws ``video_fraction`` of each batch from the clips (when any) and the rest from photographs."""
 
     photos: Sequence[np.ndarray]
-    clips: Sequence[VideoClip]
+    clips: Sequence  # training.video_samples.VideoClip (imported lazily: it needs PyAV)
     size: int
     motion: MotionRange = field(default_factory=MotionRange)
     video_fraction: float = 0.5
@@ -41,6 +40,8 @@ class TripletSampler:
 
     def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
         if self.clips and rng.random() < self.video_fraction:
+            from training.video_samples import video_triplet
+
             return video_triplet(rng, self.clips, self.size, self.max_span)
         t = float(rng.uniform(0.05, 0.95))
         frame0, frame_t, frame1 = synthetic_triplet(rng, self.photos, self.size, t, self.motion)

@@ -33,7 +33,6 @@ from training.data import Batch, TripletSampler
 from training.losses import SuperSloMoObjective
 from training.photos import load_photos, photo_paths
 from training.synthetic import MotionRange
-from training.video_samples import Region, VideoClip, load_clip
 
 log = logging.getLogger(__name__)
 
@@ -63,17 +62,15 @@ def psnr(prediction: torch.Tensor, target: torch.Tensor) -> float:
     return float((10 * torch.log10(255.0**2 / mse)).mean())
 
 
-def parse_video(spec: str) -> tuple[str, Region | None]:
-    path, _, region = spec.partition("@")
-    return path, (Region.parse(region) if region else None)
-
-
 def build_sampler(config: TrainConfig) -> TripletSampler:
     photos = load_photos(photo_paths(config.photo_dirs), min_side=config.crop * 2)
-    clips: list[VideoClip] = []
-    for spec in config.videos:
-        path, region = parse_video(spec)
-        clips.append(load_clip(path, region))
+    clips = []
+    if config.videos:  # imported only when needed: synthetic-only runs need no PyAV (e.g. on a bare GPU box)
+        from training.video_samples import Region, load_clip
+
+        for spec in config.videos:
+            path, _, region = spec.partition("@")
+            clips.append(load_clip(path, Region.parse(region) if region else None))
     return TripletSampler(photos, clips, config.crop, MotionRange(max_shift=config.max_shift),
                           config.video_fraction)
 
@@ -106,6 +103,8 @@ class Trainer:
             torch.set_num_threads(config.threads)
         self.device = device or resolve_device(config.device)
         self.amp_dtype = autocast_dtype(config, self.device)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed crop size: let cuDNN pick its fastest kernels
         torch.manual_seed(config.seed)  # same initial weights on every rank and every fresh run
         self.model = SuperSloMo(SuperSloMoConfig(widths=config.widths)).to(self.device)
         if config.channels_last:
