@@ -30,12 +30,12 @@ from slomo_core.model.superslomo import SuperSloMo, SuperSloMoConfig
 from training.config import PRESETS
 
 
-def _network(dtype: str, channels_last: bool) -> Callable[[argparse.Namespace], FrameInterpolator]:
+def _network(dtype: str, channels_last: bool, compile: bool = False) -> Callable[[argparse.Namespace], FrameInterpolator]:
     def build(args: argparse.Namespace) -> FrameInterpolator:
         torch.manual_seed(0)  # random weights: speed does not depend on their values
         model = SuperSloMo(SuperSloMoConfig(widths=PRESETS[args.widths]))
         return SuperSloMoInterpolator(model, InferenceSettings(device=args.device, dtype=dtype,
-                                                               channels_last=channels_last))
+                                                               channels_last=channels_last, compile=compile))
 
     return build
 
@@ -46,6 +46,8 @@ CONFIGS: dict[str, Callable[[argparse.Namespace], FrameInterpolator]] = {
     "superslomo fp32 channels_last": _network("fp32", True),
     "superslomo bf16 channels_last": _network("bf16", True),
     "superslomo fp16 channels_last": _network("fp16", True),
+    "superslomo fp32 channels_last compiled": _network("fp32", True, compile=True),
+    "superslomo bf16 channels_last compiled": _network("bf16", True, compile=True),
 }
 CPU_DEFAULT_ROWS = ("dis", "superslomo fp32", "superslomo fp32 channels_last", "superslomo bf16 channels_last")
 
@@ -55,7 +57,7 @@ def measure(interpolator: FrameInterpolator, frames: list[np.ndarray], factor: i
     """Seconds per pair for each repeat (after one warm-up call; results come back to host memory)."""
     times = tuple(k / factor for k in range(1, factor))
     requests = [PairRequest(frames[i], frames[i + 1], times) for i in range(batch)]
-    interpolator.interpolate(requests[:1])
+    interpolator.interpolate(requests)  # same shapes as measured: a compiled network compiles here
     samples = []
     for _ in range(repeats):
         start = time.perf_counter()

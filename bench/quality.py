@@ -24,7 +24,7 @@ asked for fps r*F. Output frame with pts p (time base 1/(r*F)) is original frame
 k*F reproduces kept frame k, and p = k*F + j is the dropped frame j of group k. ``verify_minterpolate_alignment``
 checks this on a synthetic moving square (the mapping must beat the +-1 shifted ones) before every run.
 
-    python bench/quality.py                        # defaults: factors 2 8, every clip, no network
+    python bench/quality.py                        # defaults: factors 2 8, every clip, every shipped network
     python bench/quality.py --weights ckpt.pth --factors 2 --clips bikes carphone --csv q.csv
 """
 
@@ -54,6 +54,7 @@ from footage import real_frames
 
 from slomo_core.interp.base import FrameInterpolator, PairRequest
 from slomo_core.interp.dis import DISInterpolator
+from slomo_core.model.shipped import PREFIX, resolve_shipped, shipped_names
 from slomo_core.scene import SceneCutDetector
 
 MINTERPOLATE_OPTIONS = "mi_mode=mci:mc_mode=aobmc:me_mode=bidir:vsbmc=1"
@@ -504,6 +505,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtypes", nargs="+", choices=["fp32", "bf16", "fp16"], default=["fp32"],
                         help="one row per weights file and dtype (bf16/fp16 vs fp32: the 0.5 dB check)")
     parser.add_argument("--no-baselines", action="store_true", help="network rows only (repeat, blend, ... skipped)")
+    parser.add_argument("--no-shipped", action="store_true", help="leave out the weights that ship with slomo")
     parser.add_argument("--random-network", action="store_true", help="add a randomly initialised network (seed 0; slow on CPU)")
     parser.add_argument("--csv", help="write per clip/method/factor rows here")
     parser.add_argument("--markdown", help="write the tables here")
@@ -511,7 +513,8 @@ def main(argv: list[str] | None = None) -> int:
     if any(f < 2 for f in args.factors):
         parser.error("factors must be >= 2")
     begin = time.perf_counter()
-    methods = build_methods(args.weights, args.random_network, args.factors, dtypes=args.dtypes,
+    shipped = [] if args.no_shipped else [resolve_shipped(PREFIX + name) for name in shipped_names()]
+    methods = build_methods([*shipped, *args.weights], args.random_network, args.factors, dtypes=args.dtypes,
                             baselines=not args.no_baselines)
     print(f"# dropped-frame quality, factors {args.factors}, <= {args.max_groups or 'all'} groups per clip, "
           f"torch threads {torch.get_num_threads()}; bbb640 = bigbuckbunny centre crop 640x360")

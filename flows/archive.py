@@ -33,7 +33,7 @@ def output_for(source: str, input_prefix: str, output_prefix: str, suffix: str =
 def _conversion_params(params: dict[str, Any]) -> dict[str, Any]:
     keys = ("factor", "fps", "mode", "model", "weights", "codec", "crf", "preset", "audio", "scene_threshold",
             "batch_pairs", "chunk_seconds", "chunk_frames", "workers", "gpus_per_worker", "ray_address", "storage_options",
-            "work_dir", "device", "dtype", "channels_last", "max_batch_pixels")
+            "work_dir", "device", "dtype", "channels_last", "compile_network", "max_batch_pixels")
     return {k: params[k] for k in keys if k in params}
 
 
@@ -104,8 +104,9 @@ def convert_archive(
     work_dir: str | None = None,
     storage_options: dict[str, Any] | None = None,
     device: str = "auto",
-    dtype: str = "fp32",
+    dtype: str = "auto",
     channels_last: bool = True,
+    compile_network: bool = False,
     max_batch_pixels: int | None = None,
 ) -> list[dict[str, Any]]:
     """Every video under ``input_prefix`` matching ``pattern`` without a finished output for these settings."""
@@ -144,8 +145,9 @@ def backfill(
     work_dir: str | None = None,
     storage_options: dict[str, Any] | None = None,
     device: str = "auto",
-    dtype: str = "fp32",
+    dtype: str = "auto",
     channels_last: bool = True,
+    compile_network: bool = False,
     max_batch_pixels: int | None = None,
 ) -> list[dict[str, Any]]:
     """On demand: an explicit list, or the keys under a prefix between two names (e.g. dated folders).

@@ -47,12 +47,16 @@ def _add_convert_options(parser: argparse.ArgumentParser) -> None:
     model = parser.add_argument_group("model")
     model.add_argument("--model", choices=("dis", "superslomo"), default="dis",
                        help="dis: weight-free optical-flow interpolator (default); superslomo: the network")
-    model.add_argument("--weights", metavar="PATH", help="Super SloMo checkpoint (public state_dictFC/AT layout or slomo's)")
+    model.add_argument("--weights", metavar="PATH",
+                       help="Super SloMo checkpoint (public state_dictFC/AT layout or slomo's; any fsspec URL), "
+                       "or shipped:NAME for weights that ship with slomo (see README)")
     model.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda, cuda:N")
-    model.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32",
-                       help="network compute dtype; bf16/fp16 pay off on GPUs and CPUs with native bf16")
+    model.add_argument("--dtype", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+                       help="network compute dtype; auto = bf16 on GPUs and on CPUs with native bf16, else fp32")
     model.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
                        help="channels_last memory format for the network (default on: faster on CPUs and GPUs)")
+    model.add_argument("--compile", action="store_true",
+                       help="torch.compile the network (Inductor): a slower first batch, faster ones after")
     model.add_argument("--batch-pairs", type=int, default=4, help="frame pairs interpolated per call (default 4)")
     model.add_argument("--max-batch-pixels", type=int, default=None,
                        help="pixel budget per network pass; larger frames are tiled (default: sized from free memory)")
@@ -200,7 +204,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         from slomo_core.interp.network import InferenceSettings
 
         inference = InferenceSettings(
-            device=args.device, dtype=args.dtype, channels_last=args.channels_last,
+            device=args.device, dtype=args.dtype, channels_last=args.channels_last, compile=args.compile,
             max_batch_pixels=args.max_batch_pixels,
         )
         interpolator = build_interpolator(args.model, args.weights, inference)

@@ -100,8 +100,9 @@ def convert_video(
     storage_options: dict[str, Any] | None = None,
     overwrite: bool = False,
     device: str = "auto",
-    dtype: str = "fp32",
+    dtype: str = "auto",
     channels_last: bool = True,
+    compile_network: bool = False,
     max_batch_pixels: int | None = None,
 ) -> dict[str, Any]:
     """Convert one video (any fsspec URL in and out) with a pool of ``workers`` Ray actors.
@@ -114,7 +115,8 @@ def convert_video(
     settings, length, work_root = job_inputs(output, locals())
     connect_ray(ray_address)
     plan = plan_task(source, output, work_root, settings, length, storage_options, overwrite)
-    inference = InferenceSettings(device=device, dtype=dtype, channels_last=channels_last, max_batch_pixels=max_batch_pixels)
+    inference = InferenceSettings(device=device, dtype=dtype, channels_last=channels_last, compile=compile_network,
+                                  max_batch_pixels=max_batch_pixels)
     model_spec = ModelSpec(model, weights, settings.weights_sha256, inference)
     outcomes = interpolate_task(plan, model_spec, PoolSettings(workers=workers, num_gpus_per_worker=gpus_per_worker), ray_address, storage_options)
     stitched = stitch_task(plan, outcomes, storage_options)

@@ -44,6 +44,7 @@ def flow_params(args: argparse.Namespace, options: ConvertOptions, storage: Stor
         "device": args.device,
         "dtype": args.dtype,
         "channels_last": args.channels_last,
+        "compile_network": args.compile,
         "max_batch_pixels": args.max_batch_pixels,
     }
 

@@ -17,6 +17,7 @@ from slomo_core.interp.base import FrameInterpolator
 from slomo_core.interp.factory import build_interpolator
 from slomo_core.interp.network import InferenceSettings
 from slomo_core.manifest import ChunkSpec
+from slomo_core.model.shipped import is_shipped, resolve_shipped
 from slomo_core.storage import StorageOptions, localize
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ class ModelSpec:
     inference: InferenceSettings = field(default_factory=InferenceSettings)
 
     def build(self, cache_dir: str, options: StorageOptions | None) -> FrameInterpolator:
-        weights = localize(self.weights_uri, cache_dir, options=options) if self.weights_uri else None
+        weights = _local_weights(self.weights_uri, cache_dir, options)
         interpolator = build_interpolator(self.model, weights, self.inference)
         if self.weights_sha256 and getattr(interpolator, "weights_sha256", None) != self.weights_sha256:
             raise CheckpointError(f"{self.weights_uri}: weights differ from the ones the job was planned with")
@@ -70,6 +71,15 @@ class ChunkWorkerFactory:
         return ChunkWorker(self.model, self.options, cache_dir=os.environ.get("SLOMO_CACHE_DIR"))
 
 
+def _local_weights(weights_uri: str | None, cache_dir: str, options: StorageOptions | None) -> str | None:
+    """A local file for any fsspec URL, or the packaged file for ``shipped:NAME``."""
+    if weights_uri is None:
+        return None
+    if is_shipped(weights_uri):
+        return resolve_shipped(weights_uri)
+    return localize(weights_uri, cache_dir, options=options)
+
+
 def weights_digest(weights_uri: str | None, options: StorageOptions | None = None) -> str | None:
     """The weights' content hash (what manifests record), read once by the planner."""
     if weights_uri is None:
@@ -77,5 +87,5 @@ def weights_digest(weights_uri: str | None, options: StorageOptions | None = Non
     from slomo_core.model.checkpoint import load_superslomo
 
     with tempfile.TemporaryDirectory(prefix="slomo-weights-") as cache:
-        _, info = load_superslomo(localize(weights_uri, cache, options=options))
+        _, info = load_superslomo(_local_weights(weights_uri, cache, options))
     return info.weights_sha256

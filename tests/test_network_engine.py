@@ -119,3 +119,30 @@ def test_cuda_matches_cpu() -> None:
     for a, b in zip(cpu, gpu):
         for x, y in zip(a, b):
             assert np.abs(x.astype(int) - y.astype(int)).max() <= 2
+
+
+def test_auto_dtype_follows_the_hardware() -> None:
+    from slomo_core.interp.network import resolve_inference_dtype
+    from slomo_core.runtime import cpu_has_native_bf16
+
+    cpu = torch.device("cpu")
+    assert resolve_inference_dtype("auto", cpu) == (torch.bfloat16 if cpu_has_native_bf16() else torch.float32)
+    assert resolve_inference_dtype("fp16", cpu) == torch.float16
+    assert SuperSloMoInterpolator(SuperSloMo(SuperSloMoConfig(widths=(8, 8, 8, 8, 8, 8)))).dtype == \
+        resolve_inference_dtype("auto", cpu)
+
+
+@pytest.mark.slow
+def test_compiled_network_matches_eager() -> None:
+    torch.manual_seed(0)
+    config = SuperSloMoConfig(widths=(8, 16, 16, 16, 16, 16))
+    eager_model = SuperSloMo(config)
+    compiled_model = SuperSloMo(config)
+    compiled_model.load_state_dict(eager_model.state_dict())
+    frame0 = np.random.default_rng(0).integers(0, 255, (64, 96, 3), dtype=np.uint8)
+    frame1 = np.roll(frame0, 3, axis=1)
+    request = [PairRequest(frame0, frame1, (0.25, 0.5, 0.75))]
+    eager = SuperSloMoInterpolator(eager_model, InferenceSettings(dtype="fp32")).interpolate(request)
+    compiled = SuperSloMoInterpolator(compiled_model, InferenceSettings(dtype="fp32", compile=True)).interpolate(request)
+    for a, b in zip(eager[0], compiled[0]):
+        assert np.abs(a.astype(int) - b.astype(int)).max() <= 1

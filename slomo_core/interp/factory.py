@@ -5,6 +5,7 @@ from __future__ import annotations
 from slomo_core.errors import ConfigError
 from slomo_core.interp.base import FrameInterpolator
 from slomo_core.interp.network import InferenceSettings, SuperSloMoInterpolator
+from slomo_core.model.shipped import PREFIX, is_shipped, resolve_shipped, shipped_names
 
 MODELS = ("dis", "superslomo")
 # The weight-free interpolator stays the default until shipped network weights beat it on bench/quality.py.
@@ -18,7 +19,11 @@ def validate_model_choice(model: str, weights: str | None) -> None:
     if model == "dis" and weights is not None:
         raise ConfigError("--weights applies to --model superslomo only")
     if model == "superslomo" and weights is None:
-        raise ConfigError("--model superslomo needs --weights PATH (a Super SloMo checkpoint)")
+        shipped = ", ".join(PREFIX + name for name in shipped_names())
+        raise ConfigError("--model superslomo needs --weights PATH (a Super SloMo checkpoint"
+                          + (f", or one that ships: {shipped})" if shipped else ")"))
+    if model == "superslomo" and is_shipped(weights):
+        resolve_shipped(weights)  # an unknown name fails here, before any work
 
 
 def build_interpolator(
@@ -34,6 +39,6 @@ def build_interpolator(
     if model == "superslomo":
         from slomo_core.model.checkpoint import load_superslomo
 
-        network, info = load_superslomo(weights)
+        network, info = load_superslomo(resolve_shipped(weights))
         return SuperSloMoInterpolator(network, inference, weights_sha256=info.weights_sha256)
     raise ConfigError(f"unknown model {model!r} (choose from {', '.join(MODELS)})")

@@ -1,0 +1,56 @@
+"""Weights that ship with slomo: each loads, matches its card, and runs through the CLI by name."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+from slomo_core.errors import CheckpointError, ConfigError
+from slomo_core.interp.factory import build_interpolator, validate_model_choice
+from slomo_core.model.checkpoint import load_superslomo
+from slomo_core.model.shipped import PREFIX, resolve_shipped, shipped_names, weights_dir
+from slomo_core.storage import file_sha256
+from tests.clips import cfr_pts, make_clip, moving_square_frames
+
+
+def test_unknown_shipped_name_is_one_clear_error() -> None:
+    with pytest.raises(CheckpointError, match="no such shipped weights"):
+        resolve_shipped("shipped:does-not-exist")
+    with pytest.raises(CheckpointError, match="no such shipped weights"):
+        validate_model_choice("superslomo", "shipped:does-not-exist")
+    assert resolve_shipped("/some/path.pt") == "/some/path.pt"
+
+
+def test_missing_weights_message_names_what_ships() -> None:
+    with pytest.raises(ConfigError, match="needs --weights") as err:
+        build_interpolator("superslomo", None)
+    for name in shipped_names():
+        assert PREFIX + name in str(err.value)
+
+
+@pytest.mark.parametrize("name", shipped_names())
+def test_shipped_weights_are_small_fp16_and_carded(name: str) -> None:
+    path = weights_dir() / f"{name}.pt"
+    assert path.stat().st_size < 16 * 2**20
+    model, info = load_superslomo(str(path))  # checks the recorded weights sha256
+    assert next(iter(model.parameters())).dtype.is_floating_point
+    card = (weights_dir() / f"{name}.md").read_text()
+    assert info.weights_sha256 in card and file_sha256(str(path)) in card
+    assert "steps" in card and "factor 2" in card and "factor 8" in card  # the benchmark is on the card
+
+
+@pytest.mark.parametrize("name", shipped_names())
+def test_cli_runs_shipped_weights_by_name(name: str, tmp_path: Path) -> None:
+    source = make_clip(str(tmp_path / "in.mp4"), moving_square_frames(4, 64, 48), cfr_pts(4), Fraction(1, 25))
+    out = tmp_path / "out.mp4"
+    done = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "convert", source, str(out), "--factor", "2", "--local",
+         "--model", "superslomo", "--weights", f"shipped:{name}", "--quiet"],
+        capture_output=True, text=True, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert out.stat().st_size > 0
