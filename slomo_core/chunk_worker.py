@@ -184,7 +184,7 @@ def run_chunk(
     A failure is recorded as a Parquet status row with its error, then raised again: SlomoError for a
     problem with the input or plan (retrying will not help), anything else for the caller to retry.
     """
-    clock = clock or StageClock()
+    chunk_clock = StageClock()  # this attempt's own, recorded in its marker and added to ``clock``
     layout = JobLayout(spec.work_uri)
     attempt = f"{int(time.time())}-{uuid.uuid4().hex[:12]}"
     started = time.time()
@@ -195,12 +195,12 @@ def run_chunk(
                            existing["frames"], existing["segment_uri"], existing["sha256"], None, skipped=True)
     try:
         with tempfile.TemporaryDirectory(prefix="slomo-chunk-") as tmp:
-            with clock.measure("download"):
+            with chunk_clock.measure("download"):
                 identity = ObjectIdentity(spec.source_etag, spec.source_size)
                 source = localize(spec.source_uri, cache_dir, identity, options)
             segment_path = os.path.join(tmp, "segment.mp4")
-            frames, cuts = render_chunk(spec, source, segment_path, interpolator, progress, clock)
-            with clock.measure("upload"):
+            frames, cuts = render_chunk(spec, source, segment_path, interpolator, progress, chunk_clock)
+            with chunk_clock.measure("upload"):
                 digest = file_sha256(segment_path)
                 segment_uri = layout.segment(spec.chunk_index, attempt)
                 upload(segment_path, segment_uri, options)
@@ -210,7 +210,8 @@ def run_chunk(
         # The commit: written last, so a marker always points at a complete, uploaded segment.
         write_json(layout.commit_marker(spec.chunk_index),
                    {"attempt": attempt, "segment_uri": segment_uri, "sha256": digest, "frames": frames,
-                    "scene_cuts": cuts, "worker": me}, options)
+                    "scene_cuts": cuts, "worker": me,
+                    "stage_seconds": {k: round(v, 3) for k, v in chunk_clock.seconds().items()}}, options)
     except Exception as exc:
         error = str(exc) if isinstance(exc, SlomoError) else f"{type(exc).__name__}: {exc}"
         failed = ChunkStatus(spec.job_id, spec.chunk_index, attempt, me, started, time.time(), 0, None, None, error)
@@ -219,5 +220,7 @@ def run_chunk(
         except Exception:  # the original failure matters more than its record
             log.exception("could not record the failure of chunk %d", spec.chunk_index)
         raise
+    if clock is not None:
+        clock.merge(chunk_clock)
     log.info("chunk %d of %s committed: %d frames by %s", spec.chunk_index, spec.job_id, frames, me)
     return status

@@ -53,6 +53,14 @@ class StageClock:
                 return
             yield item  # type: ignore[misc]
 
+    def merge(self, other: StageClock) -> None:
+        """Add another clock's totals (e.g. one chunk's into a whole run's)."""
+        seconds, calls = other.seconds(), other.calls()
+        with self._lock:
+            for stage, value in seconds.items():
+                self._seconds[stage] = self._seconds.get(stage, 0.0) + value
+                self._calls[stage] = self._calls.get(stage, 0) + calls.get(stage, 0)
+
     def seconds(self) -> dict[str, float]:
         with self._lock:
             return dict(self._seconds)

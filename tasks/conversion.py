@@ -150,6 +150,16 @@ def stitch_task(plan: Plan, outcomes: Sequence[ChunkOutcome], options: dict | No
         return stitch_job(plan.chunks, cache_dir=cache, options=options)
 
 
+def stage_totals(chunks: Sequence[ChunkSpec], options: dict | None) -> dict[str, float]:
+    """Busy seconds per stage summed over the committed chunks (each marker records its attempt's)."""
+    totals: dict[str, float] = {}
+    for chunk in chunks:
+        marker = committed_segment(chunk, options) or {}
+        for stage, value in marker.get("stage_seconds", {}).items():
+            totals[stage] = round(totals.get(stage, 0.0) + float(value), 3)
+    return totals
+
+
 @task(name="report", cache_policy=NO_CACHE)
 def report_task(plan: Plan, outcomes: Sequence[ChunkOutcome], stitched: StitchReport, seconds: float,
                 options: dict | None) -> dict[str, Any]:
@@ -164,6 +174,8 @@ def report_task(plan: Plan, outcomes: Sequence[ChunkOutcome], stitched: StitchRe
         "seconds": round(seconds, 2),
         "output_sha256": done["sha256"],
         "output_frames_per_second": round(stitched.frames / seconds, 2) if seconds > 0 else None,
+        # where the actors' time went (decode, scene, model, encode, download, upload): the stage to speed up
+        "stage_seconds": stage_totals(plan.chunks, options),
     }
     lines = "\n".join(f"| {k} | {v} |" for k, v in summary.items())
     create_markdown_artifact(markdown=f"## slomo job {plan.job['job_id']}\n\n| field | value |\n|---|---|\n{lines}\n",

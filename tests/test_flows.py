@@ -25,6 +25,8 @@ def test_convert_flow_s3_in_s3_out(tmp_path: Path, s3_bucket) -> None:
     summary = convert_video(f"{bucket}/in/clip.mp4", f"{bucket}/out/clip_x2.mp4", factor=2, mode="fps",
                             chunk_frames=4, workers=2, storage_options=options)
     assert summary["chunks"] == 3 and summary["output_frames"] == 25 and summary["chunks_resumed"] == 0
+    stages = summary["stage_seconds"]  # summed from the three commit markers, shown in the job report
+    assert {"download", "decode", "scene", "model", "encode", "upload"} <= set(stages) and stages["model"] > 0
     download(f"{bucket}/out/clip_x2.mp4", str(tmp_path / "out.mp4"), options)
     assert len(read_frame_timestamps(str(tmp_path / "out.mp4"))) == 25
     assert probe(str(tmp_path / "out.mp4")).audio is not None
