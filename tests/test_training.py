@@ -151,12 +151,13 @@ def test_best_weights_load_run_and_export(tmp_path):
     best = tmp_path / "run" / BEST_FILE
     _, info = load_superslomo(str(best))
     assert info.config.widths == LIGHT_WIDTHS and info.training["steps"] == 2
-    digest, card = export_weights(str(best), str(tmp_path / "shipped.pt"))
+    digest, card = export_weights(str(best), str(tmp_path / "shipped.pt"), curve_csv=str(tmp_path / "run" / CURVE_FILE))
     shipped, shipped_info = load_superslomo(str(tmp_path / "shipped.pt"))
     assert shipped_info.weights_sha256 == digest
     assert (tmp_path / "shipped.pt").stat().st_size < 0.6 * best.stat().st_size  # fp16
     text = Path(card).read_text()
     assert digest in text and file_sha256(str(tmp_path / "shipped.pt")) in text and "synthetic" in text
+    assert "## Learning curve" in text and "| 2 | 4 |" in text  # step 2, 4 samples: the validation row
     frame = np.random.default_rng(0).integers(0, 255, (40, 56, 3), dtype=np.uint8)
     (out,) = SuperSloMoInterpolator(shipped).interpolate([PairRequest(frame, frame, (0.5,))])
     assert out[0].shape == frame.shape

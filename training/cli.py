@@ -86,12 +86,13 @@ def _export_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint", help="a run's best.pt (or any slomo checkpoint)")
     p.add_argument("output", help="weights file to write; the card goes beside it as .md")
     p.add_argument("--benchmark", help="Markdown table from bench/quality.py to put on the card")
+    p.add_argument("--curve", help="the run's curve.csv: its validation rows go on the card")
 
 
 def _export(args: argparse.Namespace) -> int:
     from training.export import export_weights
 
-    digest, card = export_weights(args.checkpoint, args.output, args.benchmark)
+    digest, card = export_weights(args.checkpoint, args.output, args.benchmark, args.curve)
     print(f"wrote {args.output} (weights sha256 {digest}) and {card}")
     return 0
 

@@ -6,6 +6,7 @@ training time, losses, validation PSNR, and the quality benchmark's table when g
 
 from __future__ import annotations
 
+import csv
 import os
 from pathlib import Path
 
@@ -15,7 +16,21 @@ from slomo_core.model.checkpoint import load_superslomo, save_superslomo
 from slomo_core.storage import file_sha256
 
 
-def card_text(name: str, weights_digest: str, file_digest: str, training: dict, benchmark: str | None) -> str:
+def curve_table(curve_csv: str, rows: int = 16) -> str:
+    """Validation rows of a run's curve.csv, thinned evenly to at most ``rows`` (the last one kept)."""
+    with open(curve_csv, newline="") as handle:
+        evaluated = [r for r in csv.DictReader(handle) if r.get("val_psnr")]
+    if len(evaluated) > rows:
+        stride = len(evaluated) / (rows - 1)
+        evaluated = [evaluated[int(i * stride)] for i in range(rows - 1)] + [evaluated[-1]]
+    lines = ["| step | samples | train loss | validation PSNR dB | 50/50 blend dB |", "|---:|---:|---:|---:|---:|"]
+    lines += [f"| {r['step']} | {r['samples']} | {float(r['loss']):.2f} | {float(r['val_psnr']):.2f} | "
+              f"{float(r['val_blend_psnr']):.2f} |" for r in evaluated]
+    return "\n".join(lines)
+
+
+def card_text(name: str, weights_digest: str, file_digest: str, training: dict, benchmark: str | None,
+              curve: str | None = None) -> str:
     lines = [
         f"# {name}",
         "",
@@ -31,12 +46,15 @@ def card_text(name: str, weights_digest: str, file_digest: str, training: dict, 
             lines.append(f"| {key.replace('_', ' ')} | {training[key]} |")
     lines += ["", ("Validation PSNR is on held-out synthetic triplets (a seed training never draws), not on the "
                    "benchmark clips.")]
+    if curve:
+        lines += ["", "## Learning curve", "", curve]
     if benchmark:
         lines += ["", "## Quality benchmark (bench/quality.py)", "", benchmark.strip()]
     return "\n".join(lines) + "\n"
 
 
-def export_weights(checkpoint: str, output: str, benchmark_markdown: str | None = None) -> tuple[str, str]:
+def export_weights(checkpoint: str, output: str, benchmark_markdown: str | None = None,
+                   curve_csv: str | None = None) -> tuple[str, str]:
     """Write fp16 weights and ``<output>.md``; returns (weights sha256, card path)."""
     model, info = load_superslomo(checkpoint)
     training = dict(info.training)
@@ -45,5 +63,6 @@ def export_weights(checkpoint: str, output: str, benchmark_markdown: str | None 
     benchmark = Path(benchmark_markdown).read_text() if benchmark_markdown else None
     card = os.path.splitext(output)[0] + ".md"
     name = Path(output).name
-    Path(card).write_text(card_text(name, digest, file_sha256(output), training, benchmark))
+    curve = curve_table(curve_csv) if curve_csv else None
+    Path(card).write_text(card_text(name, digest, file_sha256(output), training, benchmark, curve))
     return digest, card
