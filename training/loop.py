@@ -62,6 +62,17 @@ def psnr(prediction: torch.Tensor, target: torch.Tensor) -> float:
     return float((10 * torch.log10(255.0**2 / mse)).mean())
 
 
+def describe_data(config: TrainConfig) -> str:
+    """Training data in words for checkpoints and cards (file names only, no local directories)."""
+    text = "synthetic sequences from scikit-image photographs"
+    for spec in config.videos:
+        path, _, region = spec.partition("@")
+        text += f" + video triplets from {os.path.basename(path)}"
+        if region:
+            text += f" (pixels inside x0,y0,x1,y1 = {region} never cropped)"
+    return text
+
+
 def build_sampler(config: TrainConfig) -> TripletSampler:
     photos = load_photos(photo_paths(config.photo_dirs), min_side=config.crop * 2)
     clips = []
@@ -174,8 +185,7 @@ class Trainer:
         return {
             "steps": self.state.step, "samples": self.state.samples, "train_seconds": round(self.state.elapsed_s),
             "preset": c.preset, "crop": c.crop, "batch_size": c.batch_size * self.world_size, "lr": c.lr,
-            "data": "synthetic sequences from scikit-image photographs"
-                    + (f" + video triplets from {', '.join(c.videos)}" if c.videos else ""),
+            "data": describe_data(c),
             "init": c.init_weights or "random",
             "losses": "204*L1 reconstruction + 102*warping + smoothness (no perceptual: no offline VGG)",
             "val_psnr": round(self.state.best_val_psnr, 3),
