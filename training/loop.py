@@ -117,10 +117,9 @@ class Trainer:
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed crop size: let cuDNN pick its fastest kernels
         torch.manual_seed(config.seed)  # same initial weights on every rank and every fresh run
-        self.model = SuperSloMo(SuperSloMoConfig(widths=config.widths)).to(self.device)
-        if config.channels_last:
-            self.model.memory_format = torch.channels_last
-            self.model.to(memory_format=torch.channels_last)
+        # Weights stay fp32 (autocast handles bf16); channels_last is a layout choice only.
+        self.model = SuperSloMo(SuperSloMoConfig(widths=config.widths)).place(
+            self.device, torch.float32, config.channels_last)
         self.objective = SuperSloMoObjective(self.model)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         self.state = TrainState()
