@@ -7,18 +7,18 @@ and the output object exist) is skipped, so re-running converts only what is new
 from __future__ import annotations
 
 import posixpath
+import time
 from collections.abc import Sequence
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
-from prefect.cache_policies import NO_CACHE
-from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.convert import convert_video, job_settings, work_root_for
+from flows.convert import execution_for, job_settings, work_root_for
+from slomo_core.plan import ChunkLength, JobSettings
 from slomo_core.scene import DEFAULT_THRESHOLD
 from slomo_core.storage import join, list_files
-from tasks.conversion import connect_ray, is_converted
+from tasks.conversion import connect_ray, interpolate_task, is_converted, plan_task, report_task, stitch_task
 
 VIDEO_PATTERN = "**/*.mp4"
 
@@ -38,10 +38,10 @@ def _conversion_params(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def pending_videos(sources: Sequence[str], input_prefix: str, output_prefix: str, suffix: str,
-                   params: dict[str, Any]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+                   params: dict[str, Any], settings: JobSettings, length: ChunkLength
+                   ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """(to convert, already done) as (source, output) pairs, for exactly these settings."""
     options = params.get("storage_options")
-    settings, length = job_settings(params)
     todo, done = [], []
     for source in sources:
         output = output_for(source, input_prefix, output_prefix, suffix)
@@ -50,41 +50,71 @@ def pending_videos(sources: Sequence[str], input_prefix: str, output_prefix: str
     return todo, done
 
 
-@task(name="convert-one", cache_policy=NO_CACHE)
-def convert_one(source: str, output: str, params: dict[str, Any]) -> dict[str, Any]:
-    """One video as a subflow; a failure is reported, not raised, so other videos go on."""
+def _failure(source: str, output: str, exc: BaseException) -> dict[str, Any]:
+    return {"source": source, "output": output, "status": f"failed: {type(exc).__name__}: {exc}", "frames": None,
+            "seconds": None}
+
+
+def _convert_group(group: Sequence[tuple[str, str]], params: dict[str, Any], settings: JobSettings,
+                   length: ChunkLength) -> list[dict[str, Any]]:
+    """Plan every video of the group, interpolate all their chunks on one actor pool, stitch each.
+
+    One bad video (unreadable source, failed chunks) fails alone: the others are stitched, and its
+    committed chunks stay for the next run. ``seconds`` counts from the start of the group.
+    """
+    started = time.perf_counter()
+    options = params.get("storage_options")
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    plans = []
+    for source, output in group:
+        try:
+            plans.append(plan_task(source, output, work_root_for(output, params), settings, length, options, False))
+        except Exception as exc:  # noqa: BLE001 - one bad video must not stop the batch
+            rows[(source, output)] = _failure(source, output, exc)
+    model, pool = execution_for(params, settings)
     try:
-        return {"source": source, "output": output, "ok": True, **convert_video(source, output, **params)}
-    except Exception as exc:  # noqa: BLE001 - one bad video must not stop the batch
-        return {"source": source, "output": output, "ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        outcomes = interpolate_task(plans, model, pool, params.get("ray_address"), options) if plans else []
+    except Exception as exc:  # noqa: BLE001 - e.g. no actor could start: every video of the group failed
+        outcomes = []
+        for plan in plans:
+            rows[(plan.job["source_uri"], plan.job["output_uri"])] = _failure(plan.job["source_uri"], plan.job["output_uri"], exc)
+    for plan, plan_outcomes in zip(plans, outcomes):
+        key = (plan.job["source_uri"], plan.job["output_uri"])
+        try:
+            stitched = stitch_task(plan, plan_outcomes, options)
+            summary = report_task(plan, plan_outcomes, stitched, time.perf_counter() - started, options)
+            rows[key] = {"source": key[0], "output": key[1], "status": "converted", "frames": stitched.frames,
+                         "seconds": summary["seconds"]}
+        except Exception as exc:  # noqa: BLE001 - the other videos of the group go on
+            rows[key] = _failure(*key, exc)
+    return [rows[pair] for pair in group]
 
 
 def _run_batch(todo: list[tuple[str, str]], done: list[tuple[str, str]], params: dict[str, Any],
-               concurrency: int = 1) -> list[dict[str, Any]]:
+               settings: JobSettings, length: ChunkLength, videos_per_pool: int) -> list[dict[str, Any]]:
     logger = get_run_logger()
     logger.info("%d video(s) to convert, %d already converted", len(todo), len(done))
+    if videos_per_pool < 1:
+        raise ValueError("videos_per_pool must be >= 1")
+    rows = [{"source": s, "output": o, "status": "skipped (done)", "frames": None, "seconds": None} for s, o in done]
     if todo:
         connect_ray(params.get("ray_address"))  # from the flow's own thread: see connect_ray
-    results = []
-    for start in range(0, len(todo), concurrency):  # waves of `concurrency` subflows
-        futures = [convert_one.submit(s, o, params) for s, o in todo[start : start + concurrency]]
-        results += [f.result() for f in futures]
-    rows = [{"source": s, "output": o, "status": "skipped (done)", "frames": None, "seconds": None} for s, o in done]
-    rows += [{"source": r["source"], "output": r["output"], "status": "converted" if r["ok"] else f"failed: {r['error']}",
-              "frames": r.get("output_frames"), "seconds": r.get("seconds")} for r in results]
+    for start in range(0, len(todo), videos_per_pool):
+        rows += _convert_group(todo[start : start + videos_per_pool], params, settings, length)
     create_table_artifact(key="batch-videos", table=rows, description="videos of this batch run")
-    failed = [r for r in results if not r["ok"]]
+    failed = [r for r in rows if r["status"].startswith("failed")]
     if failed:
-        raise RuntimeError(f"{len(failed)} of {len(results)} video(s) failed: " + "; ".join(r["error"] for r in failed[:5]))
+        raise RuntimeError(f"{len(failed)} of {len(todo)} video(s) failed: " + "; ".join(r["status"] for r in failed[:5]))
     return rows
 
 
-@flow(name="convert-archive", task_runner=ThreadPoolTaskRunner(max_workers=1))
+@flow(name="convert-archive")
 def convert_archive(
     input_prefix: str,
     output_prefix: str,
     pattern: str = VIDEO_PATTERN,
     suffix: str = "",
+    videos_per_pool: int = 16,
     factor: int | None = 4,
     fps: str | None = None,
     mode: str | None = None,
@@ -111,12 +141,13 @@ def convert_archive(
 ) -> list[dict[str, Any]]:
     """Every video under ``input_prefix`` matching ``pattern`` without a finished output for these settings."""
     params = _conversion_params(locals())
+    settings, length = job_settings(params)
     sources = [s for s in list_files(input_prefix, pattern, storage_options) if "/.slomo-work/" not in s]
-    todo, done = pending_videos(sources, input_prefix, output_prefix, suffix, params)
-    return _run_batch(todo, done, params)
+    todo, done = pending_videos(sources, input_prefix, output_prefix, suffix, params, settings, length)
+    return _run_batch(todo, done, params, settings, length, videos_per_pool)
 
 
-@flow(name="backfill", task_runner=ThreadPoolTaskRunner(max_workers=16))
+@flow(name="backfill")
 def backfill(
     output_prefix: str,
     sources: list[str] | None = None,
@@ -124,7 +155,7 @@ def backfill(
     pattern: str = VIDEO_PATTERN,
     start_at: str | None = None,
     end_before: str | None = None,
-    concurrency: int = 1,
+    videos_per_pool: int = 16,
     suffix: str = "",
     factor: int | None = 4,
     fps: str | None = None,
@@ -152,13 +183,13 @@ def backfill(
 ) -> list[dict[str, Any]]:
     """On demand: an explicit list, or the keys under a prefix between two names (e.g. dated folders).
 
-    ``concurrency`` videos convert at once (each with its own ``workers`` actors).
+    Videos go in groups of ``videos_per_pool``: a group is planned, all its chunks run on one pool of
+    ``workers`` actors (the model loads once per actor per group), then each video is stitched.
     """
     if (sources is None) == (input_prefix is None):
         raise ValueError("give either sources or input_prefix")
-    if concurrency < 1:
-        raise ValueError("concurrency must be >= 1")
     params = _conversion_params(locals())
+    settings, length = job_settings(params)
     if sources is None:
         found = [s for s in list_files(input_prefix, pattern, storage_options) if "/.slomo-work/" not in s]
         base = input_prefix.rstrip("/")
@@ -171,5 +202,5 @@ def backfill(
             posixpath.dirname(sources[0].split("://", 1)[-1])
         scheme = sources[0].split("://", 1)[0] + "://" if "://" in sources[0] else ""
         prefix = scheme + prefix
-    todo, done = pending_videos(sources, prefix, output_prefix, suffix, params)
-    return _run_batch(todo, done, params, concurrency)
+    todo, done = pending_videos(sources, prefix, output_prefix, suffix, params, settings, length)
+    return _run_batch(todo, done, params, settings, length, videos_per_pool)

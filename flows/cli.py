@@ -131,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     archive.add_argument("output_prefix", help="folder or s3:// prefix for the outputs (same relative paths)")
     archive.add_argument("--pattern", default="**/*.mp4", help="glob under the prefix (default **/*.mp4)")
     archive.add_argument("--suffix", default="", help="added to each output name before the extension")
+    archive.add_argument("--videos-per-pool", type=int, default=16,
+                         help="videos whose chunks share one pool of --workers actors (default 16)")
     _add_convert_options(archive)
     probe = sub.add_parser("probe", help="print stream facts of a video")
     probe.add_argument("input", help="video file")

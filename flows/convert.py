@@ -76,6 +76,17 @@ def job_settings(params: dict[str, Any]) -> tuple[JobSettings, ChunkLength]:
     return settings, length
 
 
+def execution_for(params: dict[str, Any], settings: JobSettings) -> tuple[ModelSpec, PoolSettings]:
+    """What every actor builds and how many actors run: the same for one video or a batch of them."""
+    inference = InferenceSettings(
+        device=params.get("device", "auto"), dtype=params.get("dtype", "auto"),
+        channels_last=params.get("channels_last", True), compile=params.get("compile_network", False),
+        max_batch_pixels=params.get("max_batch_pixels"),
+    )
+    model = ModelSpec(settings.model, settings.weights_uri, settings.weights_sha256, inference)
+    return model, PoolSettings(workers=params.get("workers", 1), num_gpus_per_worker=params.get("gpus_per_worker"))
+
+
 @flow(name="convert-video")
 def convert_video(
     source: str,
@@ -112,13 +123,12 @@ def convert_video(
     """
     started = time.perf_counter()
     logger = get_run_logger()
-    settings, length, work_root = job_inputs(output, locals())
+    params = locals()
+    settings, length, work_root = job_inputs(output, params)
     connect_ray(ray_address)
     plan = plan_task(source, output, work_root, settings, length, storage_options, overwrite)
-    inference = InferenceSettings(device=device, dtype=dtype, channels_last=channels_last, compile=compile_network,
-                                  max_batch_pixels=max_batch_pixels)
-    model_spec = ModelSpec(model, weights, settings.weights_sha256, inference)
-    outcomes = interpolate_task(plan, model_spec, PoolSettings(workers=workers, num_gpus_per_worker=gpus_per_worker), ray_address, storage_options)
+    model_spec, pool = execution_for(params, settings)
+    (outcomes,) = interpolate_task([plan], model_spec, pool, ray_address, storage_options)
     stitched = stitch_task(plan, outcomes, storage_options)
     summary = report_task(plan, outcomes, stitched, time.perf_counter() - started, storage_options)
     logger.info("%s -> %s: %d frames in %.1f s", source, output, stitched.frames, summary["seconds"])

@@ -116,4 +116,5 @@ def run_archive_flow(args: argparse.Namespace, options: ConvertOptions, storage:
     from flows.archive import convert_archive
 
     params = flow_params(args, options, storage)
-    return convert_archive(args.input_prefix, args.output_prefix, pattern=args.pattern, suffix=args.suffix, **params)
+    return convert_archive(args.input_prefix, args.output_prefix, pattern=args.pattern, suffix=args.suffix,
+                           videos_per_pool=args.videos_per_pool, **params)

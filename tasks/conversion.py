@@ -99,43 +99,52 @@ def _outcome(chunk: ChunkSpec, result: ItemResult) -> ChunkOutcome:
 
 
 @task(name="interpolate", cache_policy=NO_CACHE)
-def interpolate_task(plan: Plan, model: ModelSpec, pool: PoolSettings, ray_address: str | None,
-                     options: dict | None) -> list[ChunkOutcome]:
-    """Run every uncommitted chunk on the actor pool, with a live progress artifact and a chunk table."""
-    chunks = plan.chunks
-    outcomes: dict[int, ChunkOutcome] = {}
-    pending = []
-    for chunk in chunks:
-        marker = committed_segment(chunk, options)
-        if marker is None:
-            pending.append(chunk)
-        else:
-            outcomes[chunk.chunk_index] = ChunkOutcome(chunk.chunk_index, True, marker["frames"], 0, marker.get("worker"),
-                                                       0.0, True, None)
-    total = len(chunks)
-    progress_id = create_progress_artifact(progress=100.0 * len(outcomes) / total, key="chunk-progress",
-                                           description=f"chunks committed of job {plan.job['job_id']}")
+def interpolate_task(plans: Sequence[Plan], model: ModelSpec, pool: PoolSettings, ray_address: str | None,
+                     options: dict | None) -> list[list[ChunkOutcome]]:
+    """Run every uncommitted chunk of every plan on one actor pool (the model loads once per actor for
+    the whole group, and short videos do not leave actors idle); a live progress artifact for the group
+    and a chunk table per job. Returns each plan's outcomes in chunk order."""
+    outcomes: list[dict[int, ChunkOutcome]] = [{} for _ in plans]
+    pending: dict[str, tuple[int, ChunkSpec]] = {}
+    for n, plan in enumerate(plans):
+        for chunk in plan.chunks:
+            marker = committed_segment(chunk, options)
+            if marker is None:
+                pending[f"{plan.job['job_id']}/{chunk.chunk_id}"] = (n, chunk)
+            else:
+                outcomes[n][chunk.chunk_index] = ChunkOutcome(chunk.chunk_index, True, marker["frames"], 0,
+                                                              marker.get("worker"), 0.0, True, None)
+    total = sum(len(plan.chunks) for plan in plans)
+    what = f"job {plans[0].job['job_id']}" if len(plans) == 1 else f"{len(plans)} jobs"
+    committed = total - len(pending)
+    progress_id = create_progress_artifact(progress=100.0 * committed / max(1, total), key="chunk-progress",
+                                           description=f"chunks committed of {what}")
+
+    def settle(result: ItemResult) -> ChunkOutcome:
+        n, chunk = pending[result.key]
+        outcome = outcomes[n][chunk.chunk_index] = _outcome(chunk, result)
+        return outcome
+
     if pending:
         connect_ray(ray_address)
-        by_key = {c.chunk_id: c for c in pending}
 
         def on_result(result: ItemResult) -> None:
-            chunk = by_key[result.key]
-            outcomes[chunk.chunk_index] = _outcome(chunk, result)
-            committed = sum(o.ok for o in outcomes.values())
+            nonlocal committed
+            outcome = settle(result)
+            committed += outcome.ok
             update_progress_artifact(progress_id, progress=100.0 * committed / total)
-            log.info("chunk %s: %s", result.key, "ok" if outcomes[chunk.chunk_index].ok else result.error)
+            log.info("%s: %s", result.key, "ok" if outcome.ok else result.error)
 
-        items = [(c.chunk_id, asdict(c)) for c in pending]
-        results = run_pool(items, ChunkWorkerFactory(model, options), pool, on_result=on_result)
-        for result in results:
-            outcomes[by_key[result.key].chunk_index] = _outcome(by_key[result.key], result)
-    ordered = [outcomes[c.chunk_index] for c in chunks]
-    create_table_artifact(
-        key="chunks",
-        table=[{**asdict(o), "frames_in": f"{c.first_frame}-{c.last_frame}"} for o, c in zip(ordered, chunks)],
-        description=f"chunks of {plan.job['source_uri']} -> {plan.job['output_uri']}",
-    )
+        items = [(key, asdict(chunk)) for key, (_, chunk) in pending.items()]
+        for result in run_pool(items, ChunkWorkerFactory(model, options), pool, on_result=on_result):
+            settle(result)
+    ordered = [[done[c.chunk_index] for c in plan.chunks] for plan, done in zip(plans, outcomes)]
+    for plan, plan_outcomes in zip(plans, ordered):
+        create_table_artifact(
+            key="chunks",
+            table=[{**asdict(o), "frames_in": f"{c.first_frame}-{c.last_frame}"} for o, c in zip(plan_outcomes, plan.chunks)],
+            description=f"chunks of {plan.job['source_uri']} -> {plan.job['output_uri']}",
+        )
     return ordered
 
 

@@ -61,7 +61,7 @@ def test_archive_flow_twice_converts_each_video_once(tmp_path: Path, s3_bucket) 
     assert sorted(r["status"] for r in third) == ["converted"] + ["skipped (done)"] * 3
 
 
-def test_backfill_by_name_range_with_concurrency(tmp_path: Path) -> None:
+def test_backfill_by_name_range_in_groups(tmp_path: Path) -> None:
     from flows.archive import backfill
 
     for day in ("2026-11-01", "2026-11-02", "2026-11-03", "2026-11-04"):
@@ -69,7 +69,7 @@ def test_backfill_by_name_range_with_concurrency(tmp_path: Path) -> None:
         folder.mkdir(parents=True)
         make_clip(str(folder / "cam.mp4"), moving_square_frames(4, 48, 32), list(range(4)), Fraction(1, 25))
     rows = backfill(str(tmp_path / "out"), input_prefix=str(tmp_path / "cams"), start_at="2026-11-02",
-                    end_before="2026-11-04", concurrency=2, factor=2)
+                    end_before="2026-11-04", videos_per_pool=1, factor=2)
     assert sorted(Path(r["output"]).parent.name for r in rows) == ["2026-11-02", "2026-11-03"]
     assert all(r["status"] == "converted" for r in rows)
     explicit = backfill(str(tmp_path / "out"), sources=[str(tmp_path / "cams" / "2026-11-02" / "cam.mp4"),
@@ -77,3 +77,23 @@ def test_backfill_by_name_range_with_concurrency(tmp_path: Path) -> None:
     assert sorted(r["status"] for r in explicit) == ["converted", "skipped (done)"]
     with pytest.raises(ValueError, match="either sources or input_prefix"):
         backfill(str(tmp_path / "out"), factor=2)
+
+
+def test_archive_group_shares_one_pool_and_a_bad_video_fails_alone(tmp_path: Path) -> None:
+    import json
+
+    from flows.archive import convert_archive
+
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    for n in range(3):
+        make_clip(str(archive / f"v{n}.mp4"), moving_square_frames(9, 48, 32, seed=n), list(range(9)),
+                  Fraction(1, 25), gop_size=4)
+    (archive / "broken.mp4").write_text("not a video")
+    with pytest.raises(RuntimeError, match="1 of 4 video"):
+        convert_archive(str(archive), str(tmp_path / "slow"), factor=2, workers=2, chunk_frames=4)
+    assert sorted(p.name for p in (tmp_path / "slow").glob("*.mp4")) == ["v0.mp4", "v1.mp4", "v2.mp4"]
+    markers = list((tmp_path / "slow" / ".slomo-work").glob("*/commits/*.json"))
+    assert len(markers) == 6  # 3 videos x 2 chunks
+    # One pool for the group: every chunk of every video ran on one of the same two actors.
+    assert len({json.loads(m.read_text())["worker"] for m in markers}) <= 2
