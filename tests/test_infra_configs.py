@@ -36,7 +36,8 @@ INFRA_README = INFRA / "README.md"
 
 POOL = "slomo-gpu"
 FLOW_FILE = ROOT / "flows" / "archive.py"
-FLOW_PARAMETERS = {"input_prefix", "output_prefix", "factor", "mode", "model", "workers", "gpus_per_worker", "ray_address"}
+FLOW_PARAMETERS = {"input_prefix", "output_prefix", "factor", "mode", "model", "workers", "gpus_per_worker", "ray_address",
+                   "videos_per_pool"}
 DEPLOYMENTS = {"convert-archive": "flows/archive.py:convert_archive", "backfill": "flows/archive.py:backfill"}
 # Commands that fetch software; none may run when a node starts (everything is in the image).
 DOWNLOADERS = re.compile(r"\b(pip3?|uv|conda|mamba|apt(-get)?|yum|dnf|curl|wget|git)\b")
