@@ -42,7 +42,9 @@ def card_text(name: str, weights_digest: str, file_digest: str, training: dict, 
         f"| file sha256 | `{file_digest}` |",
         f"| weights sha256 (checked on load) | `{weights_digest}` |",
     ]
-    for key in ("preset", "steps", "samples", "train_seconds", "batch_size", "crop", "lr", "data", "losses", "val_psnr"):
+    keys = ("preset", "init", "steps", "samples", "train_seconds", "batch_size", "crop", "lr", "lr_milestones", "data",
+            "losses", "val_psnr")
+    for key in keys:
         if key in training:
             lines.append(f"| {key.replace('_', ' ')} | {training[key]} |")
     lines += ["", ("Validation PSNR is on held-out synthetic triplets (a seed training never draws), not on the "
@@ -58,6 +60,7 @@ def export_weights(checkpoint: str, output: str, benchmark_markdown: str | None 
                    curve_csv: str | None = None) -> tuple[str, str]:
     """Write fp16 weights and ``<output>.md``; returns (weights sha256, card path)."""
     model, info = load_superslomo(checkpoint)
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     training = dict(info.training)
     training["exported_from"] = info.weights_sha256
     if "data" in training:  # no local directories on a card (runs before describe_data recorded full paths)

@@ -184,6 +184,7 @@ class Trainer:
         return {
             "steps": self.state.step, "samples": self.state.samples, "train_seconds": round(self.state.elapsed_s),
             "preset": c.preset, "crop": c.crop, "batch_size": c.batch_size * self.world_size, "lr": c.lr,
+            "lr_milestones": list(c.lr_milestones),
             "data": describe_data(c),
             "init": c.init_weights or "random",
             "losses": "204*L1 reconstruction + 102*warping + smoothness (no perceptual: no offline VGG)",
