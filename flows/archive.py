@@ -77,7 +77,8 @@ def _convert_group(group: Sequence[tuple[str, str]], params: dict[str, Any], set
     except Exception as exc:  # noqa: BLE001 - e.g. no actor could start: every video of the group failed
         outcomes = []
         for plan in plans:
-            rows[(plan.job["source_uri"], plan.job["output_uri"])] = _failure(plan.job["source_uri"], plan.job["output_uri"], exc)
+            key = (plan.job["source_uri"], plan.job["output_uri"])
+            rows[key] = _failure(*key, exc)
     for plan, plan_outcomes in zip(plans, outcomes):
         key = (plan.job["source_uri"], plan.job["output_uri"])
         try:
