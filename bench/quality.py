@@ -266,8 +266,8 @@ def minterpolate_method(backend: str) -> Method:
 
 
 # ----------------------------------------------------------------------------------------- footage
-def _texture(seed: int, h: int, w: int) -> np.ndarray:
-    """Smoothed noise at several scales, RGB uint8."""
+def texture(seed: int, h: int, w: int) -> np.ndarray:
+    """Smoothed noise at several scales, RGB uint8: detail for optical flow at every pyramid level."""
     rng = np.random.default_rng(seed)
     acc = np.zeros((h, w, 3), np.float32)
     for sigma in (1.5, 4.0, 10.0):
@@ -285,8 +285,8 @@ def synthetic_clip(
     bx, by = background_motion
     sx, sy = square_motion
     margin_x, margin_y = abs(bx) * frames + 1, abs(by) * frames + 1
-    big = _texture(seed, height + 2 * margin_y, width + 2 * margin_x)
-    square = _texture(seed + 1, square_size, square_size)
+    big = texture(seed, height + 2 * margin_y, width + 2 * margin_x)
+    square = texture(seed + 1, square_size, square_size)
     out = []
     for n in range(frames):
         y0, x0 = margin_y - by * n, margin_x - bx * n

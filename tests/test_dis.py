@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -10,19 +13,10 @@ from slomo_core.errors import ConfigError, InputError
 from slomo_core.interp.base import PairRequest
 from slomo_core.interp.dis import DISInterpolator
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from quality import texture  # the benchmark's synthetic clips are made of the same texture
+
 H, W = 96, 128
-
-
-def texture(seed: int, h: int, w: int) -> np.ndarray:
-    """Smoothed noise at several scales: detail for DIS to lock on at every pyramid level."""
-    rng = np.random.default_rng(seed)
-    acc = np.zeros((h, w, 3), np.float32)
-    for sigma in (1.5, 4.0, 10.0):
-        acc += sigma * cv2.GaussianBlur(rng.standard_normal((h, w, 3)).astype(np.float32), (0, 0), sigma)
-    acc = (acc - acc.min()) / (acc.max() - acc.min())
-    return (acc * 255).round().astype(np.uint8)
-
-
 BIG = texture(0, H + 64, W + 64)
 
 
