@@ -99,6 +99,7 @@ def run_old_way(args: argparse.Namespace, source: str, output: str) -> dict:
     import torch
 
     from slomo_core.interp.network import crop_to, pad_to_multiple
+    from slomo_core.runtime import resolve_device
     from slomo_core.stage_clock import StageClock
     from slomo_core.video.decode import iter_frames
     from slomo_core.video.encode import EncoderSettings, VideoEncoder
@@ -107,7 +108,7 @@ def run_old_way(args: argparse.Namespace, source: str, output: str) -> dict:
 
     started = time.perf_counter()
     model, _ = build_model(args)
-    device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(args.device)
     model = model.eval().to(device)
     loaded = time.perf_counter()
     clock = StageClock()
@@ -202,13 +203,12 @@ def spawn(args: argparse.Namespace, mode: str, keep_output: str | None) -> dict:
 
 def agreement_db(path_a: str, path_b: str) -> float:
     """Mean PSNR between two outputs' frames (inf when identical)."""
+    from quality import psnr
+
     from slomo_core.video.decode import iter_frames
 
-    values = []
-    for fa, fb in zip(iter_frames(path_a), iter_frames(path_b), strict=True):
-        mse = np.mean((fa.image.astype(np.float64) - fb.image.astype(np.float64)) ** 2)
-        values.append(float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse))
-    return float(np.mean(values))
+    pairs = zip(iter_frames(path_a), iter_frames(path_b), strict=True)
+    return float(np.mean([psnr(a.image, b.image) for a, b in pairs]))
 
 
 def table(results: dict[str, list[dict]]) -> str:
