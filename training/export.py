@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import os
-import re
 from pathlib import Path
 
 import torch
@@ -63,9 +62,6 @@ def export_weights(checkpoint: str, output: str, benchmark_markdown: str | None 
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     training = dict(info.training)
     training["exported_from"] = info.weights_sha256
-    if "data" in training:  # no local directories on a card (runs before describe_data recorded full paths)
-        data = re.sub(r"\S*/(\S+)", r"\1", str(training["data"]))
-        training["data"] = re.sub(r"(\S+)@(\d+,\d+,\d+,\d+)", r"\1 (pixels inside x0,y0,x1,y1 = \2 never cropped)", data)
     digest = save_superslomo(model, output, training=training, dtype=torch.float16)
     benchmark = Path(benchmark_markdown).read_text() if benchmark_markdown else None
     card = os.path.splitext(output)[0] + ".md"
