@@ -6,7 +6,6 @@ and the output object exist) is skipped, so re-running converts only what is new
 
 from __future__ import annotations
 
-import posixpath
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -15,19 +14,19 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
 from flows.convert import execution_for, job_settings, work_root_for
+from slomo_core.errors import SlomoError
+from slomo_core.keys import UnsafeKeyError, absolute_location, common_prefix, output_for, relative_key
 from slomo_core.plan import ChunkLength, JobSettings
 from slomo_core.scene import DEFAULT_THRESHOLD
-from slomo_core.storage import join, list_files
+from slomo_core.storage import list_files
 from tasks.conversion import connect_ray, interpolate_task, is_converted, plan_task, report_task, stitch_task
 
 VIDEO_PATTERN = "**/*.mp4"
 
 
-def output_for(source: str, input_prefix: str, output_prefix: str, suffix: str = "") -> str:
-    """Mirror the source's path under the output prefix; ``suffix`` goes before the extension."""
-    relative = source[len(input_prefix.rstrip("/")) :].lstrip("/")
-    stem, ext = posixpath.splitext(relative)
-    return join(output_prefix, f"{stem}{suffix}{ext or '.mp4'}")
+class BatchFailedError(SlomoError, RuntimeError):
+    """Some videos of a batch failed or were rejected, each named in the batch table; the others ran.
+    A SlomoError, so the CLI prints it as one line."""
 
 
 def _conversion_params(params: dict[str, Any]) -> dict[str, Any]:
@@ -39,15 +38,22 @@ def _conversion_params(params: dict[str, Any]) -> dict[str, Any]:
 
 def pending_videos(sources: Sequence[str], input_prefix: str, output_prefix: str, suffix: str,
                    params: dict[str, Any], settings: JobSettings, length: ChunkLength
-                   ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    """(to convert, already done) as (source, output) pairs, for exactly these settings."""
+                   ) -> tuple[list[tuple[str, str]], list[tuple[str, str]], list[dict[str, Any]]]:
+    """(to convert, already done) as (source, output) pairs, for exactly these settings, and a failed row
+    for each source whose key cannot be mirrored safely under the output prefix (the rest still run)."""
     options = params.get("storage_options")
-    todo, done = [], []
+    todo, done, rejected = [], [], []
     for source in sources:
-        output = output_for(source, input_prefix, output_prefix, suffix)
+        try:
+            # absolute, as the jobs record them: actors run in another working folder
+            source, output = absolute_location(source), absolute_location(output_for(source, input_prefix, output_prefix, suffix))
+        except UnsafeKeyError as exc:
+            rejected.append({"source": source, "output": None, "status": f"failed: {exc}", "frames": None,
+                             "seconds": None})
+            continue
         finished = is_converted(source, output, work_root_for(output, params), settings, length, options)
         (done if finished else todo).append((source, output))
-    return todo, done
+    return todo, done, rejected
 
 
 def _failure(source: str, output: str, exc: BaseException) -> dict[str, Any]:
@@ -92,12 +98,14 @@ def _convert_group(group: Sequence[tuple[str, str]], params: dict[str, Any], set
 
 
 def _run_batch(todo: list[tuple[str, str]], done: list[tuple[str, str]], params: dict[str, Any],
-               settings: JobSettings, length: ChunkLength, videos_per_pool: int) -> list[dict[str, Any]]:
+               settings: JobSettings, length: ChunkLength, videos_per_pool: int,
+               rejected: list[dict[str, Any]] = ()) -> list[dict[str, Any]]:
     logger = get_run_logger()
     logger.info("%d video(s) to convert, %d already converted", len(todo), len(done))
     if videos_per_pool < 1:
         raise ValueError("videos_per_pool must be >= 1")
     rows = [{"source": s, "output": o, "status": "skipped (done)", "frames": None, "seconds": None} for s, o in done]
+    rows += rejected
     if todo:
         connect_ray(params.get("ray_address"))  # from the flow's own thread: see connect_ray
     for start in range(0, len(todo), videos_per_pool):
@@ -105,8 +113,18 @@ def _run_batch(todo: list[tuple[str, str]], done: list[tuple[str, str]], params:
     create_table_artifact(key="batch-videos", table=rows, description="videos of this batch run")
     failed = [r for r in rows if r["status"].startswith("failed")]
     if failed:
-        raise RuntimeError(f"{len(failed)} of {len(todo)} video(s) failed: " + "; ".join(r["status"] for r in failed[:5]))
+        raise BatchFailedError(f"{len(failed)} of {len(todo) + len(rejected)} video(s) failed: " + "; ".join(r["status"] for r in failed[:5]))
     return rows
+
+
+def _in_name_range(source: str, input_prefix: str, start_at: str | None, end_before: str | None) -> bool:
+    """Whether the source's key relative to the prefix is in [start_at, end_before); an unsafe key is kept,
+    so that the batch table rejects it by name."""
+    try:
+        key = relative_key(source, input_prefix)
+    except UnsafeKeyError:
+        return True
+    return (start_at is None or key >= start_at) and (end_before is None or key < end_before)
 
 
 @flow(name="convert-archive")
@@ -144,8 +162,8 @@ def convert_archive(
     params = _conversion_params(locals())
     settings, length = job_settings(params)
     sources = [s for s in list_files(input_prefix, pattern, storage_options) if "/.slomo-work/" not in s]
-    todo, done = pending_videos(sources, input_prefix, output_prefix, suffix, params, settings, length)
-    return _run_batch(todo, done, params, settings, length, videos_per_pool)
+    todo, done, rejected = pending_videos(sources, input_prefix, output_prefix, suffix, params, settings, length)
+    return _run_batch(todo, done, params, settings, length, videos_per_pool, rejected)
 
 
 @flow(name="backfill")
@@ -193,15 +211,9 @@ def backfill(
     settings, length = job_settings(params)
     if sources is None:
         found = [s for s in list_files(input_prefix, pattern, storage_options) if "/.slomo-work/" not in s]
-        base = input_prefix.rstrip("/")
-        sources = [s for s in found
-                   if (start_at is None or s[len(base):].lstrip("/") >= start_at)
-                   and (end_before is None or s[len(base):].lstrip("/") < end_before)]
+        sources = [s for s in found if _in_name_range(s, input_prefix, start_at, end_before)]
         prefix = input_prefix
     else:
-        prefix = posixpath.commonpath([s.split("://", 1)[-1] for s in sources]) if len(sources) > 1 else \
-            posixpath.dirname(sources[0].split("://", 1)[-1])
-        scheme = sources[0].split("://", 1)[0] + "://" if "://" in sources[0] else ""
-        prefix = scheme + prefix
-    todo, done = pending_videos(sources, prefix, output_prefix, suffix, params, settings, length)
-    return _run_batch(todo, done, params, settings, length, videos_per_pool)
+        prefix = common_prefix(sources)
+    todo, done, rejected = pending_videos(sources, prefix, output_prefix, suffix, params, settings, length)
+    return _run_batch(todo, done, params, settings, length, videos_per_pool, rejected)

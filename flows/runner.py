@@ -13,6 +13,7 @@ from typing import Any
 
 from slomo_core.convert import ConvertOptions, check_output_path
 from slomo_core.errors import InputError
+from slomo_core.keys import refuse_same_object
 from slomo_core.manifest import read_manifest
 from slomo_core.plan import JobLayout
 from slomo_core.storage import StorageOptions, exists, filesystem, identity, is_local, join
@@ -52,6 +53,7 @@ def flow_params(args: argparse.Namespace, options: ConvertOptions, storage: Stor
 def preflight(source: str, output: str, overwrite: bool, storage: StorageOptions | None) -> None:
     """The checks that catch most mistakes, before Prefect and Ray start (seconds saved, one clear line)."""
     identity(source, storage)
+    refuse_same_object(source, output, storage)  # any filesystem, --overwrite or not
     if is_local(source, storage):
         probe(source)
         frames = len(read_frame_timestamps(source))

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 
 from slomo_core.errors import ConfigError, InputError
+from slomo_core.keys import absolute_location, check_name, refuse_same_object
 from slomo_core.manifest import ChunkSpec
 from slomo_core.scene import DEFAULT_THRESHOLD
 from slomo_core.storage import StorageOptions, identity, join, localize
@@ -92,13 +93,13 @@ class JobLayout:
         self.done = join(work_uri, "DONE.json")
 
     def segment(self, chunk_index: int, attempt: str) -> str:
-        return join(self.work_uri, "segments", f"chunk-{chunk_index:05d}", f"{attempt}.mp4")
+        return join(self.work_uri, "segments", f"chunk-{chunk_index:05d}", check_name(f"{attempt}.mp4", "attempt"))
 
     def commit_marker(self, chunk_index: int) -> str:
         return join(self.work_uri, "commits", f"chunk-{chunk_index:05d}.json")
 
     def status(self, chunk_index: int, attempt: str) -> str:
-        return join(self.work_uri, "status", f"chunk-{chunk_index:05d}-{attempt}.parquet")
+        return join(self.work_uri, "status", check_name(f"chunk-{chunk_index:05d}-{attempt}.parquet", "attempt"))
 
 
 def chunk_boundaries(pair_count: int, keyframes: Sequence[int], length: int | None) -> list[tuple[int, int]]:
@@ -127,6 +128,7 @@ def chunk_boundaries(pair_count: int, keyframes: Sequence[int], length: int | No
 
 def job_id_for(source_uri: str, source_etag: str, source_size: int, output_uri: str, settings: JobSettings,
                length: ChunkLength) -> str:
+    source_uri, output_uri = absolute_location(source_uri), absolute_location(output_uri)
     payload = json.dumps(
         {"source": [source_uri, source_etag, source_size], "output": output_uri,
          "settings": asdict(settings), "chunks": asdict(length)},
@@ -155,6 +157,8 @@ def plan_job(
     """Probe the source and describe every chunk; nothing is written here (see write_manifest)."""
     settings.validate()
     length.validate()
+    refuse_same_object(source_uri, output_uri, options)
+    source_uri, output_uri, work_root = (absolute_location(u) for u in (source_uri, output_uri, work_root))
     source_id = identity(source_uri, options)
     local = localize(source_uri, cache_dir, source_id, options)
     info = probe(local)
@@ -164,7 +168,7 @@ def plan_job(
         raise InputError(f"{source_uri}: has {len(pts)} video frame(s); interpolation needs at least 2")
     full = OutputTimeline(settings.spec, pts, info.time_base)
     job_id = job_id_for(source_uri, source_id.etag, source_id.size, output_uri, settings, length)
-    layout = JobLayout(join(work_root, job_id))
+    layout = JobLayout(join(work_root, check_name(job_id, "job id")))
     ranges = chunk_boundaries(len(pts) - 1, index.keyframes, length.in_pairs(pts, info.time_base))
     rate_hint = full.nominal_rate(info.average_rate)
     chunks = []

@@ -97,3 +97,45 @@ def test_archive_group_shares_one_pool_and_a_bad_video_fails_alone(tmp_path: Pat
     assert len(markers) == 6  # 3 videos x 2 chunks
     # One pool for the group: every chunk of every video ran on one of the same two actors.
     assert len({json.loads(m.read_text())["worker"] for m in markers}) <= 2
+
+
+def test_archive_relative_paths_from_any_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """`slomo archive in out2` inside a folder and `slomo archive arch/in arch/out` from its parent write
+    out2/a.mp4 and arch/out/a.mp4, nothing of the absolute path inside the output."""
+    from flows.cli import main
+
+    (tmp_path / "arch" / "in" / "sub").mkdir(parents=True)
+    for name in ("a.mp4", "sub/b.mp4"):
+        make_clip(str(tmp_path / "arch" / "in" / name), moving_square_frames(3, 32, 32), [0, 1, 2], Fraction(1, 25))
+    monkeypatch.chdir(tmp_path / "arch")
+    assert main(["archive", "in", "out2", "--factor", "2", "-q"]) == 0
+    monkeypatch.chdir(tmp_path)
+    assert main(["archive", "arch/in", "arch/out", "--factor", "2", "-q"]) == 0
+    for out in ("out2", "out"):
+        videos = sorted(str(p.relative_to(tmp_path / "arch" / out)) for p in (tmp_path / "arch" / out).rglob("*.mp4")
+                        if ".slomo-work" not in p.parts)
+        assert videos == ["a.mp4", "sub/b.mp4"], videos
+
+
+def test_archive_rejects_hostile_keys_one_by_one_and_converts_the_rest(tmp_path: Path, s3_bucket) -> None:
+    """A bucket holding `..` and control-character keys: those are refused by name, nothing lands above the
+    output root, and the ordinary video is converted."""
+    import boto3
+
+    from flows.archive import BatchFailedError, convert_archive
+
+    bucket, options = s3_bucket
+    src = make_clip(str(tmp_path / "v.mp4"), moving_square_frames(3, 32, 32), [0, 1, 2], Fraction(1, 25))
+    client = boto3.client("s3", endpoint_url=options["client_kwargs"]["endpoint_url"])
+    hostile = ["archive/../../evil.mp4", "archive/x\\y.mp4", "archive/bell\x07.mp4"]
+    for key in ["archive/ok.mp4", *hostile]:
+        client.upload_file(src, bucket[5:], key)
+    root = tmp_path / "deep" / "er" / "out"
+    root.mkdir(parents=True)
+    with pytest.raises(BatchFailedError, match="3 of 4 video") as caught:
+        convert_archive(f"{bucket}/archive", str(root), factor=2, storage_options=options)
+    message = str(caught.value)
+    assert "'..' segment" in message and "backslash" in message and "control character" in message
+    assert (root / "ok.mp4").exists()
+    written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.mp4") if ".slomo-work" not in p.parts)
+    assert written == ["deep/er/out/ok.mp4", "v.mp4"], written
