@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -24,6 +23,7 @@ from slomo_core.manifest import ChunkSpec, ChunkStatus, write_status
 from slomo_core.pipelining import BackgroundSink, prefetch
 from slomo_core.plan import JobLayout
 from slomo_core.scene import SceneCutDetector
+from slomo_core.scratch import scratch_dir
 from slomo_core.stage_clock import StageClock
 from slomo_core.storage import (
     ObjectIdentity,
@@ -194,7 +194,7 @@ def run_chunk(
         return ChunkStatus(spec.job_id, spec.chunk_index, existing["attempt"], me, started, time.time(),
                            existing["frames"], existing["segment_uri"], existing["sha256"], None, skipped=True)
     try:
-        with tempfile.TemporaryDirectory(prefix="slomo-chunk-") as tmp:
+        with scratch_dir("slomo-chunk-") as tmp:
             with chunk_clock.measure("download"):
                 identity = ObjectIdentity(spec.source_etag, spec.source_size)
                 source = localize(spec.source_uri, cache_dir, identity, options)

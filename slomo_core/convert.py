@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,8 +18,10 @@ from fractions import Fraction
 from slomo_core.chunk_worker import committed_segment, run_chunk
 from slomo_core.errors import OutputError
 from slomo_core.interp.base import FrameInterpolator
+from slomo_core.keys import refuse_same_object
 from slomo_core.manifest import write_manifest
 from slomo_core.plan import ChunkLength, JobSettings, plan_job
+from slomo_core.scratch import make_scratch_dir, sweep_stale
 from slomo_core.stage_clock import StageClock
 from slomo_core.stitch import stitch_job
 from slomo_core.timing import TAIL_POLICY
@@ -65,8 +66,7 @@ class ConvertReport:
 
 def check_output_path(source: str, output: str, overwrite: bool) -> None:
     """Fail before any work when the output cannot be written."""
-    if os.path.abspath(source) == os.path.abspath(output):
-        raise OutputError(f"{output}: output would overwrite the input")
+    refuse_same_object(source, output)
     parent = os.path.dirname(os.path.abspath(output))
     if not os.path.isdir(parent):
         raise OutputError(f"{output}: directory {parent} does not exist")
@@ -96,7 +96,9 @@ def convert_video(
     options.validate()
     check_output_path(source, output, options.overwrite)
     started = time.perf_counter()
-    workdir = tempfile.mkdtemp(prefix=".slomo-", dir=os.path.dirname(os.path.abspath(output)))
+    parent = os.path.dirname(os.path.abspath(output))
+    sweep_stale(parent)  # what a killed --local run left beside its output
+    workdir = make_scratch_dir(".slomo-convert-", parent)
     try:
         cache = os.path.join(workdir, "cache")
         with clock.measure("plan"):

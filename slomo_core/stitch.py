@@ -7,15 +7,16 @@ once, and only then marked done; a job with an uncommitted chunk names the chunk
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
 from slomo_core.chunk_worker import committed_segment
 from slomo_core.errors import InputError, OutputError, SlomoError
+from slomo_core.keys import refuse_same_object
 from slomo_core.manifest import ChunkSpec
 from slomo_core.plan import JobLayout
+from slomo_core.scratch import scratch_dir
 from slomo_core.storage import (
     ObjectIdentity, StorageOptions, download, exists, file_sha256, localize, read_json, upload, write_json,
 )
@@ -74,7 +75,7 @@ def stitch_job(
     if missing:
         raise IncompleteJobError(head.job_id, missing)
     source = localize(head.source_uri, cache_dir, ObjectIdentity(head.source_etag, head.source_size), options)
-    with tempfile.TemporaryDirectory(prefix="slomo-stitch-") as tmp:
+    with scratch_dir("slomo-stitch-") as tmp:
         parts = []
         for chunk in sorted(chunks, key=lambda c: c.chunk_index):
             marker = markers[chunk.chunk_index]
@@ -89,6 +90,7 @@ def stitch_job(
         expected = expected_seconds(chunks, source)
         validate_output(output, expected)
         digest = file_sha256(output)
+        refuse_same_object(head.source_uri, head.output_uri, options)  # checked at planning; again right before
         upload(output, head.output_uri, options)
     write_json(layout.done, {"job_id": head.job_id, "output_uri": head.output_uri, "frames": len(expected),
                              "sha256": digest}, options)

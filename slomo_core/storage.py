@@ -146,6 +146,8 @@ def localize(url: str, cache_dir: str, expected: ObjectIdentity | None = None, o
     if not os.path.exists(local):
         os.makedirs(folder, exist_ok=True)
         download(url, local, options)
+    else:
+        os.utime(folder)  # recently used: bounded caches evict the least recently used first
     return local
 
 

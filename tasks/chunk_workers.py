@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
+import shutil
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -18,6 +18,7 @@ from slomo_core.interp.factory import build_interpolator
 from slomo_core.interp.network import InferenceSettings
 from slomo_core.manifest import ChunkSpec
 from slomo_core.model.shipped import is_shipped, resolve_shipped
+from slomo_core.scratch import make_scratch_dir, prune_cache, scratch_dir, sweep_stale
 from slomo_core.storage import StorageOptions, localize
 
 log = logging.getLogger(__name__)
@@ -40,13 +41,32 @@ class ModelSpec:
         return interpolator
 
 
-class ChunkWorker:
-    """Lives inside one actor: one interpolator, one local cache, many chunks."""
+CACHE_BYTES = 2 << 30  # copies of remote inputs an actor keeps (least recently used go first)
 
-    def __init__(self, model: ModelSpec, options: StorageOptions | None, cache_dir: str | None = None) -> None:
+
+class ChunkWorker:
+    """Lives inside one actor: one interpolator, one bounded local cache, many chunks.
+
+    Starting, it removes scratch folders that killed slomo processes left on this node; ``close`` (called
+    when the pool shuts down) removes its own cache.
+    """
+
+    def __init__(self, model: ModelSpec, options: StorageOptions | None, cache_dir: str | None = None,
+                 cache_bytes: int = CACHE_BYTES) -> None:
+        sweep_stale()
         self.options = dict(options or {})
-        self.cache_dir = cache_dir or tempfile.mkdtemp(prefix="slomo-actor-cache-")
-        self.interpolator = model.build(self.cache_dir, self.options)
+        self._owns_cache = cache_dir is None
+        self.cache_dir = cache_dir or make_scratch_dir("slomo-actor-cache-")
+        self.cache_bytes = cache_bytes
+        try:
+            self.interpolator = model.build(self.cache_dir, self.options)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self._owns_cache:
+            shutil.rmtree(self.cache_dir, ignore_errors=True)
 
     def process(self, row: dict[str, Any]) -> dict[str, Any]:
         """A status row. A SlomoError (bad input, changed source) is final: returned, not retried;
@@ -57,6 +77,8 @@ class ChunkWorker:
         except SlomoError as exc:
             log.warning("chunk %d of %s failed: %s", spec.chunk_index, spec.job_id, exc)
             return {"ok": False, "final_error": str(exc), "chunk_index": spec.chunk_index}
+        finally:
+            prune_cache(self.cache_dir, self.cache_bytes)
         return {"ok": True, **asdict(status)}
 
 
@@ -86,6 +108,6 @@ def weights_digest(weights_uri: str | None, options: StorageOptions | None = Non
         return None
     from slomo_core.model.checkpoint import load_superslomo
 
-    with tempfile.TemporaryDirectory(prefix="slomo-weights-") as cache:
+    with scratch_dir("slomo-weights-") as cache:
         _, info = load_superslomo(_local_weights(weights_uri, cache, options))
     return info.weights_sha256

@@ -6,7 +6,6 @@ Coarse grain on purpose: Prefect sees four steps with retries and artifacts; Ray
 from __future__ import annotations
 
 import logging
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -19,6 +18,7 @@ from slomo_core.chunk_worker import committed_segment
 from slomo_core.errors import OutputError, SlomoError
 from slomo_core.manifest import ChunkSpec, write_manifest
 from slomo_core.plan import ChunkLength, JobLayout, JobSettings, Plan, job_id_for, plan_job
+from slomo_core.scratch import scratch_dir, sweep_stale
 from slomo_core.stitch import StitchReport, stitch_job
 from slomo_core.storage import StorageOptions, exists, identity, join, read_json
 from tasks.chunk_workers import ChunkWorkerFactory, ModelSpec
@@ -65,8 +65,10 @@ def is_converted(source_uri: str, output_uri: str, work_root: str, settings: Job
 @task(name="plan", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
 def plan_task(source_uri: str, output_uri: str, work_root: str, settings: JobSettings, length: ChunkLength,
               options: dict | None, overwrite: bool) -> Plan:
-    """Probe, plan and write the manifest (an identical existing one means a resumed run)."""
-    with tempfile.TemporaryDirectory(prefix="slomo-plan-") as cache:
+    """Probe, plan and write the manifest (an identical existing one means a resumed run). First, remove the
+    scratch folders killed runs left in this machine's temp dir (actors do the same on their nodes)."""
+    sweep_stale()
+    with scratch_dir("slomo-plan-") as cache:
         plan = plan_job(source_uri, output_uri, work_root, settings, length, cache_dir=cache, options=options)
     done = exists(plan.layout.done, options)
     if exists(output_uri, options) and not done and not overwrite:
@@ -155,7 +157,7 @@ def stitch_task(plan: Plan, outcomes: Sequence[ChunkOutcome], options: dict | No
         listed = "; ".join(f"chunk {o.chunk_index} (frames {plan.chunks[o.chunk_index].first_frame}-"
                            f"{plan.chunks[o.chunk_index].last_frame}): {o.error}" for o in failed[:10])
         raise ChunksFailedError(f"job {plan.job['job_id']}: {len(failed)} chunk(s) failed: {listed}")
-    with tempfile.TemporaryDirectory(prefix="slomo-stitch-cache-") as cache:
+    with scratch_dir("slomo-stitch-cache-") as cache:
         return stitch_job(plan.chunks, cache_dir=cache, options=options)
 
 

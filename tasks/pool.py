@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 _MAX_ERROR_CHARS = 500
 _POLL_S = 1.0
+_CLOSE_TIMEOUT_S = 5.0
 
 
 class PoolStartError(SlomoError):
@@ -155,6 +156,12 @@ class _PoolActor:
     def ready(self) -> tuple[str, str | None]:
         """(actor id, start error or None): resolves once the constructor has run."""
         return self._id, self._start_error
+
+    def close(self) -> None:
+        """Let the worker free what it holds outside the process (e.g. its temp cache) before the kill."""
+        close = getattr(self._worker, "close", None)
+        if close is not None:
+            close()
 
     def run(self, key: str, item: Any) -> tuple[bool, Any]:
         """(True, value) or (False, one-line error)."""
@@ -389,10 +396,28 @@ class _Pool:
         _kill(slot.handle)
 
     def _kill_all(self) -> None:
+        # Idle actors only: a busy one would answer after its item (a Ctrl-C must not wait for that);
+        # what a killed actor leaves is swept by the next run.
+        _close_gracefully([slot.handle for slot in self.slots if slot.worker is not None and slot.item is None])
         for slot in self.slots:
             _kill(slot.handle)
         self.slots.clear()
         self.pending.clear()
+
+
+def _close_gracefully(handles: Sequence[Any], timeout_s: float = _CLOSE_TIMEOUT_S) -> None:
+    """Ask live actors to clean up (bounded wait): ray.kill ends a process without running its finalizers."""
+    refs = []
+    for handle in handles:
+        try:
+            refs.append(handle.close.remote())
+        except Exception:  # the actor is gone: nothing to ask
+            log.debug("pool: close could not be sent", exc_info=True)
+    if refs:
+        try:
+            ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
+        except Exception:  # cleanup is best effort; the next run sweeps what is left
+            log.debug("pool: close failed", exc_info=True)
 
 
 def _kill(handle: Any) -> None:
