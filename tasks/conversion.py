@@ -22,7 +22,7 @@ from slomo_core.scratch import scratch_dir, sweep_stale
 from slomo_core.stitch import StitchReport, stitch_job
 from slomo_core.storage import StorageOptions, exists, identity, join, read_json
 from tasks.chunk_workers import ChunkWorkerFactory, ModelSpec
-from tasks.pool import ItemResult, PoolSettings, ensure_ray, run_pool
+from tasks.pool import ItemResult, PoolSettings, ensure_ray, run_pool, start_local_ray
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def connect_ray(ray_address: str | None) -> None:
     if ray_address:
         ensure_ray(ray_address)
     else:
-        ensure_ray("local", include_dashboard=False, object_store_memory=256 * 1024 * 1024)
+        start_local_ray(include_dashboard=False, object_store_memory=256 * 1024 * 1024)
 
 
 def default_work_root(output_uri: str) -> str:

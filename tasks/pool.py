@@ -109,6 +109,26 @@ def ensure_ray(address: str | None = None, **init_kwargs: Any) -> None:
     ray.init(address=address, **init_kwargs)
 
 
+def start_local_ray(**init_kwargs: Any) -> None:
+    """A private local Ray (``address="local"``) whose services listen on 127.0.0.1 only.
+
+    Ray binds its gRPC servers and agents to loopback only when the node IP is loopback, but ``ray.init``
+    replaces 127.0.0.1 by the routable IP (``_node_ip_address`` cannot pin it). The node IP falls back to
+    loopback when Ray's cluster mode is off (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, what Ray does on
+    macOS and Windows); that flag is read when Ray is imported, so it is set on the loaded constant here,
+    for this single-node Ray only. tests/test_pool.py checks every listening socket of such a Ray.
+    """
+    if ray.is_initialized():
+        return
+    from ray._private import ray_constants
+
+    if hasattr(ray_constants, "ENABLE_RAY_CLUSTER"):
+        ray_constants.ENABLE_RAY_CLUSTER = False
+    else:  # a Ray without the flag: still starts, the port test says what listens where
+        log.warning("this Ray has no ENABLE_RAY_CLUSTER flag; its services may listen on all interfaces")
+    ensure_ray("local", **init_kwargs)
+
+
 def resolve_num_gpus(settings: PoolSettings) -> float:
     """GPUs to reserve per actor: the explicit setting, else 1 if the cluster has a GPU, else 0."""
     if settings.num_gpus_per_worker is not None:

@@ -495,14 +495,17 @@ def test_compose_stack(compose, pyproject):
     services = compose["services"]
     server = services["prefect-server"]
     assert server["image"].startswith(f"prefecthq/prefect:{pinned(pyproject, 'prefect')}-python3.11")
-    assert "4200:4200" in server["ports"]
+    assert "127.0.0.1:4200:4200" in server["ports"]
     assert "server" in server["command"] and "start" in server["command"]
     worker = services["slomo-worker"]
     assert (ROOT / "infra" / worker["build"]["context"] / worker["build"]["dockerfile"]).resolve() == DOCKERFILE
     command = " ".join(worker["command"]) if isinstance(worker["command"], list) else worker["command"]
     assert f"--pool {POOL}" in command and "ray start --head" in command
     assert worker["environment"]["PREFECT_API_URL"] == "http://prefect-server:4200/api"
-    assert any(str(p).startswith("8265:") for p in worker["ports"])
+    assert any(str(p).startswith("127.0.0.1:8265:") for p in worker["ports"])
+    for name, service in services.items():  # published on the host's loopback only: no open dashboards
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} on every host interface"
     for name, service in services.items():
         for dependency in service.get("depends_on", {}):
             assert dependency in services, f"{name} depends on unknown service {dependency}"
@@ -556,3 +559,22 @@ def test_infra_readme_covers_every_config():
         "prefect worker start --pool slomo-gpu",
     ):
         assert command in readme, f"infra/README.md lacks `{command}`"
+
+
+def test_dashboards_are_reached_through_tunnels_never_open(cluster, rayjob):
+    """The cluster head's dashboard listens on loopback (reached with `ray dashboard`, an SSH tunnel); the
+    RayJob's listens in-cluster only and says so; the README says how each is reached."""
+    head = " ".join(str(c) for c in cluster["head_start_ray_commands"])
+    assert "--dashboard-host=127.0.0.1" in head and "0.0.0.0" not in head
+    assert "ray dashboard ray_cluster.yaml" in RAY_CLUSTER.read_text()
+    text = RAYJOB.read_text()
+    host_line = next(n for n, line in enumerate(text.splitlines()) if "dashboard-host" in line)
+    comment = " ".join(text.splitlines()[host_line - 3 : host_line])
+    assert "kubectl port-forward" in comment and "never" in comment
+    assert all(service.get("spec", {}).get("type") not in ("LoadBalancer", "NodePort")
+               for service in [rayjob.get("spec", {}).get("rayClusterSpec", {}).get("headGroupSpec", {})
+                               .get("headService", {})])
+    readme = INFRA_README.read_text()
+    for phrase in ("ssh -L 4200:127.0.0.1:4200", "ray dashboard ray_cluster.yaml", "kubectl port-forward",
+                   "127.0.0.1 only"):
+        assert phrase in readme, phrase

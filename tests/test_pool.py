@@ -231,3 +231,44 @@ def test_small_cases(ray_session: None, tmp_path: Path) -> None:
         run_pool([("a", {}), ("a", {})], RecordingFactory(tmp_path), PoolSettings())
     with pytest.raises(ValueError):
         PoolSettings(workers=0)
+
+
+_LISTENERS = """
+import json, os
+from tasks.conversion import connect_ray
+connect_ray(None)  # what a slomo run without --ray-address starts
+import psutil, ray  # psutil: the copy Ray ships and puts on sys.path
+
+@ray.remote
+class Probe:
+    def pid(self):
+        return os.getpid()
+
+ray.get(Probe.remote().pid.remote())  # a worker process too, not only the services
+me = psutil.Process()
+found = []
+for proc in [me, *me.children(recursive=True)]:
+    try:
+        found += [[c.laddr.ip, c.laddr.port, proc.name()] for c in proc.net_connections(kind="inet")
+                  if c.status == psutil.CONN_LISTEN]
+    except psutil.Error:
+        pass
+print(json.dumps(found))
+ray.shutdown()
+"""
+
+
+def test_local_ray_listens_on_loopback_only(tmp_path: Path) -> None:
+    """Every TCP port that slomo's local Ray (services, agents, a worker, the driver) listens on is loopback."""
+    import json
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root), "RAY_AUTH_MODE": "disabled"}
+    result = subprocess.run([sys.executable, "-c", _LISTENERS], capture_output=True, text=True, timeout=180,
+                            env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    listening = json.loads(result.stdout.strip().splitlines()[-1])
+    assert len(listening) >= 4, listening  # gcs, raylet, agents, workers: the check saw them
+    wide = [entry for entry in listening if entry[0] not in ("127.0.0.1", "::1", "::ffff:127.0.0.1")]
+    assert wide == [], wide
