@@ -13,12 +13,18 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
+from clips import make_clip, moving_square_frames, truncate_file
 
 from flows.cli import main
-from slomo_core.scratch import OWNER_FILE, is_stale, make_scratch_dir, prune_cache, scratch_dir, sweep_stale
+from slomo_core.scratch import (
+    OWNER_FILE,
+    is_stale,
+    make_scratch_dir,
+    prune_cache,
+    scratch_dir,
+    sweep_stale,
+)
 from tasks.chunk_workers import ChunkWorker, ModelSpec
-
-from clips import make_clip, moving_square_frames, truncate_file
 
 
 @pytest.fixture
