@@ -99,7 +99,7 @@ def _convert_group(group: Sequence[tuple[str, str]], params: dict[str, Any], set
 
 def _run_batch(todo: list[tuple[str, str]], done: list[tuple[str, str]], params: dict[str, Any],
                settings: JobSettings, length: ChunkLength, videos_per_pool: int,
-               rejected: list[dict[str, Any]] = ()) -> list[dict[str, Any]]:
+               rejected: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:
     logger = get_run_logger()
     logger.info("%d video(s) to convert, %d already converted", len(todo), len(done))
     if videos_per_pool < 1:
