@@ -8,7 +8,11 @@ import torch
 
 from slomo_core.interp.network import crop_to, pad_to_multiple
 from slomo_core.model.superslomo import SuperSloMo, SuperSloMoConfig
-from slomo_core.model.synthesis import approximate_intermediate_flows, backward_warp, fuse
+from slomo_core.model.synthesis import (
+    approximate_intermediate_flows,
+    backward_warp,
+    fuse,
+)
 from slomo_core.model.unet import UNet
 
 TINY = SuperSloMoConfig(widths=(4, 8, 8, 8, 8, 8))

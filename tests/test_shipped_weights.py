@@ -8,11 +8,13 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
+import torch
 
 from slomo_core.errors import CheckpointError, ConfigError
 from slomo_core.interp.factory import build_interpolator, validate_model_choice
 from slomo_core.model.checkpoint import load_superslomo
 from slomo_core.model.shipped import PREFIX, resolve_shipped, shipped_names, weights_dir
+from slomo_core.model.synthesis import SLOMO_WARP, WarpConvention
 from slomo_core.storage import file_sha256
 from tests.clips import cfr_pts, make_clip, moving_square_frames
 
@@ -41,6 +43,16 @@ def test_shipped_weights_are_small_fp16_and_carded(name: str) -> None:
     card = (weights_dir() / f"{name}.md").read_text()
     assert info.weights_sha256 in card and file_sha256(str(path)) in card
     assert "steps" in card and "factor 2" in card and "factor 8" in card  # the benchmark is on the card
+
+
+@pytest.mark.parametrize("name", shipped_names())
+def test_shipped_weights_record_their_warp_convention(name: str) -> None:
+    """Written in the file itself (not inferred from its age) and on the card: slomo's warp, as trained."""
+    path = weights_dir() / f"{name}.pt"
+    recorded = torch.load(path, map_location="cpu", weights_only=True)["warp"]
+    _, info = load_superslomo(str(path))
+    assert WarpConvention.from_dict(recorded) == info.config.warp == SLOMO_WARP
+    assert SLOMO_WARP.describe() in (weights_dir() / f"{name}.md").read_text()
 
 
 @pytest.mark.parametrize("name", shipped_names())

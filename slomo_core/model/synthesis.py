@@ -38,6 +38,12 @@ class WarpConvention:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def describe(self) -> str:
+        """One line for weight cards and logs, e.g. ``public: 2(x/W - 0.5), align_corners=False, zeros padding``."""
+        scale = "2x/(W-1) - 1" if self.denominator == "size_minus_one" else "2(x/W - 0.5)"
+        return (f"{self.name}: {scale}, align_corners={self.align_corners}, {self.padding} padding, "
+                f"fusion eps {self.fusion_eps:g}")
+
     @classmethod
     def from_dict(cls, data: Any) -> WarpConvention:
         """Validated: a checkpoint whose convention this code cannot run fails in one line."""
