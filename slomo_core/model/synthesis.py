@@ -39,7 +39,7 @@ class WarpConvention:
         return asdict(self)
 
     def describe(self) -> str:
-        """One line for weight cards and logs, e.g. ``public: 2(x/W - 0.5), align_corners=False, zeros padding``."""
+        """One line for weight cards, e.g. ``public: 2(x/W - 0.5), align_corners=False, zeros padding, fusion eps 0``."""
         scale = "2x/(W-1) - 1" if self.denominator == "size_minus_one" else "2(x/W - 0.5)"
         return (f"{self.name}: {scale}, align_corners={self.align_corners}, {self.padding} padding, "
                 f"fusion eps {self.fusion_eps:g}")
