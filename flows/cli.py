@@ -16,6 +16,7 @@ from fractions import Fraction
 from importlib import resources
 
 from slomo_core.errors import ConfigError, SlomoError
+from slomo_core.model.shipped import best_shipped
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 # Decimal spellings of NTSC rates mean the exact 1001-based rates, as everywhere in video.
@@ -46,10 +47,11 @@ def _add_convert_options(parser: argparse.ArgumentParser) -> None:
     )
     model = parser.add_argument_group("model")
     model.add_argument("--model", choices=("dis", "superslomo"), default="dis",
-                       help="dis: weight-free optical-flow interpolator (default); superslomo: the network")
+                       help="dis: weight-free optical-flow interpolator (default); superslomo: the network "
+                       "(with the best shipped weights unless --weights says otherwise)")
     model.add_argument("--weights", metavar="PATH",
                        help="Super SloMo checkpoint (public state_dictFC/AT layout or slomo's; any fsspec URL), "
-                       "or shipped:NAME for weights that ship with slomo (see README)")
+                       f"or shipped:NAME for weights that ship with slomo (see README); default: {best_shipped()}")
     model.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda, cuda:N")
     model.add_argument("--dtype", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
                        help="network compute dtype; auto = bf16 on GPUs and on CPUs with native bf16, else fp32")

@@ -12,7 +12,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from slomo_core.interp.factory import validate_model_choice
+from slomo_core.interp.factory import model_weights, validate_model_choice
 from slomo_core.interp.network import InferenceSettings
 from slomo_core.plan import ChunkLength, JobSettings
 from slomo_core.scene import DEFAULT_THRESHOLD
@@ -65,9 +65,10 @@ def job_settings(params: dict[str, Any]) -> tuple[JobSettings, ChunkLength]:
     """The settings part of job_inputs: the same for every video of a batch (weights hashed once)."""
     model = params.get("model", "dis")
     options = params.get("storage_options")
-    digest = weights_digest(params.get("weights"), options) if model == "superslomo" else None
+    weights = model_weights(model, params.get("weights"))  # recorded by name: the job id and manifest say which
+    digest = weights_digest(weights, options) if model == "superslomo" else None
     settings = build_settings(
-        params.get("factor"), params.get("fps"), params.get("mode"), model, params.get("weights"), digest,
+        params.get("factor"), params.get("fps"), params.get("mode"), model, weights, digest,
         params.get("codec", "h264"), params.get("crf"), params.get("preset"), params.get("audio"),
         params.get("scene_threshold", DEFAULT_THRESHOLD), params.get("batch_pairs", 4),
     )

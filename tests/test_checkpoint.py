@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
+import pathlib
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -10,17 +13,25 @@ import torch
 from slomo_core.errors import CheckpointError
 from slomo_core.model.checkpoint import load_superslomo, save_superslomo
 from slomo_core.model.superslomo import SuperSloMo, SuperSloMoConfig
+from slomo_core.model.synthesis import PUBLIC_WARP, SLOMO_WARP
 
 TINY = SuperSloMoConfig(widths=(4, 8, 8, 8, 8, 8))
+WHEN = datetime.datetime(2019, 3, 14, 15, 9, 26, 535897)
 
 
 def _public_layout(model: SuperSloMo) -> dict:
-    """What the public training script saves (plus its bookkeeping entries)."""
+    """Everything the public train.py saves: its bookkeeping (a datetime, lists of per-epoch losses) and weights."""
     return {
-        "Detail": "Super SloMo",
+        "Detail": "End to end Super SloMo.",
         "epoch": 199,
+        "timestamp": WHEN,
+        "trainBatchSz": 6,
+        "validationBatchSz": 10,
         "learningRate": 1e-5,
-        "valPSNR": [30.1, 30.4],
+        "loss": [[0.31, 0.29], [0.27]],
+        "trainLoss": [0.31, 0.27],
+        "valLoss": [[0.35], [0.33]],
+        "valPSNR": [[30.1], [30.4]],
         "state_dictFC": model.flow_net.state_dict(),
         "state_dictAT": model.interp_net.state_dict(),
     }
@@ -41,20 +52,80 @@ def test_public_layout_full_size_loads_unchanged(tmp_path: Path, zip_format: boo
     assert info.layout == "public"
     assert info.config.widths == (32, 64, 128, 256, 512, 512)
     assert info.config.mean == (0.429, 0.431, 0.397)
-    assert info.training["epoch"] == 199
+    assert info.training["epoch"] == 199 and info.training["timestamp"] == WHEN.isoformat()
+    assert info.config.warp == PUBLIC_WARP  # a public file always runs the public warp
     assert _same_weights(model, loaded)
-    x = torch.rand(1, 3, 32, 32)
+    public = SuperSloMo(replace(model.config, warp=PUBLIC_WARP))
+    public.load_state_dict(model.state_dict())
+    x0, x1 = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)
     with torch.no_grad():
-        assert torch.equal(model.eval()(x, x, [0.5]), loaded(x, x, [0.5]))
+        assert torch.equal(public.eval()(x0, x1, [0.5]), loaded(x0, x1, [0.5]))
 
 
 def test_dataparallel_prefix_is_accepted(tmp_path: Path) -> None:
     model = SuperSloMo(TINY)
     data = _public_layout(model)
-    data["state_dictFC"] = {f"module.{k}": v for k, v in data["state_dictFC"].items()}
+    for key in ("state_dictFC", "state_dictAT"):
+        data[key] = {f"module.{k}": v for k, v in data[key].items()}
     torch.save(data, tmp_path / "dp.ckpt")
-    loaded, _ = load_superslomo(str(tmp_path / "dp.ckpt"))
-    assert _same_weights(model, loaded)
+    loaded, info = load_superslomo(str(tmp_path / "dp.ckpt"))
+    assert _same_weights(model, loaded) and info.training["timestamp"] == WHEN.isoformat()
+
+
+class _Payload:
+    """Pickles as a call to Path.touch: loading it with plain pickle would create the marker file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (pathlib.Path.touch, (pathlib.Path(self.marker),))
+
+
+def test_file_carrying_code_is_refused_and_never_runs(tmp_path: Path) -> None:
+    marker = tmp_path / "payload-ran"
+    data = _public_layout(SuperSloMo(TINY))
+    data["Detail"] = _Payload(marker)
+    path = tmp_path / "evil.ckpt"
+    torch.save(data, path)
+    message = _error(path)
+    assert "refused" in message and "none of it was run" in message
+    assert not marker.exists()
+
+
+def test_datetime_is_allowed_only_during_the_load(tmp_path: Path) -> None:
+    torch.save(_public_layout(SuperSloMo(TINY)), tmp_path / "p.ckpt")
+    load_superslomo(str(tmp_path / "p.ckpt"))
+    assert datetime.datetime not in torch.serialization.get_safe_globals()
+    with pytest.raises(Exception, match="datetime"):
+        torch.load(tmp_path / "p.ckpt", weights_only=True)
+
+
+def test_own_format_records_the_warp_convention(tmp_path: Path) -> None:
+    for warp in (SLOMO_WARP, PUBLIC_WARP):
+        model = SuperSloMo(replace(TINY, warp=warp))
+        save_superslomo(model, str(tmp_path / "w.pt"))
+        assert torch.load(tmp_path / "w.pt", weights_only=True)["warp"]["name"] == warp.name
+        loaded, info = load_superslomo(str(tmp_path / "w.pt"))
+        assert info.config.warp == warp and loaded.config.warp == warp
+
+
+def test_own_format_before_conventions_runs_slomo_warp(tmp_path: Path) -> None:
+    save_superslomo(SuperSloMo(replace(TINY, warp=PUBLIC_WARP)), str(tmp_path / "v1.pt"))
+    data = torch.load(tmp_path / "v1.pt", weights_only=True)
+    del data["warp"]
+    data["format_version"] = 1
+    torch.save(data, tmp_path / "v1.pt")
+    _, info = load_superslomo(str(tmp_path / "v1.pt"))
+    assert info.config.warp == SLOMO_WARP
+
+
+def test_unknown_warp_convention_is_one_clear_error(tmp_path: Path) -> None:
+    save_superslomo(SuperSloMo(TINY), str(tmp_path / "w.pt"))
+    data = torch.load(tmp_path / "w.pt", weights_only=True)
+    data["warp"]["padding"] = "reflection"
+    torch.save(data, tmp_path / "w.pt")
+    assert "unknown warp convention" in _error(tmp_path / "w.pt")
 
 
 def test_own_format_round_trip_with_metadata(tmp_path: Path) -> None:

@@ -8,11 +8,19 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
+import torch
 
 from slomo_core.errors import CheckpointError, ConfigError
 from slomo_core.interp.factory import build_interpolator, validate_model_choice
 from slomo_core.model.checkpoint import load_superslomo
-from slomo_core.model.shipped import PREFIX, resolve_shipped, shipped_names, weights_dir
+from slomo_core.model.shipped import (
+    PREFIX,
+    best_shipped,
+    resolve_shipped,
+    shipped_names,
+    weights_dir,
+)
+from slomo_core.model.synthesis import SLOMO_WARP, WarpConvention
 from slomo_core.storage import file_sha256
 from tests.clips import cfr_pts, make_clip, moving_square_frames
 
@@ -25,11 +33,22 @@ def test_unknown_shipped_name_is_one_clear_error() -> None:
     assert resolve_shipped("/some/path.pt") == "/some/path.pt"
 
 
-def test_missing_weights_message_names_what_ships() -> None:
-    with pytest.raises(ConfigError, match="needs --weights") as err:
-        build_interpolator("superslomo", None)
-    for name in shipped_names():
-        assert PREFIX + name in str(err.value)
+def test_superslomo_without_weights_runs_the_best_shipped() -> None:
+    assert best_shipped().removeprefix(PREFIX) in shipped_names()
+    _, best = load_superslomo(resolve_shipped(best_shipped()))
+    assert build_interpolator("superslomo", None).weights_sha256 == best.weights_sha256
+    validate_model_choice("superslomo", None)
+    with pytest.raises(ConfigError, match="--weights applies to --model superslomo only"):
+        validate_model_choice("dis", best_shipped())
+
+
+def test_jobs_record_the_default_weights_by_name() -> None:
+    """The job id and manifest name the weights that ran, so a later change of "best" starts a new job."""
+    from flows.convert import job_settings
+
+    settings, _ = job_settings({"model": "superslomo", "factor": 2})
+    _, best = load_superslomo(resolve_shipped(best_shipped()))
+    assert settings.weights_uri == best_shipped() and settings.weights_sha256 == best.weights_sha256
 
 
 @pytest.mark.parametrize("name", shipped_names())
@@ -44,12 +63,22 @@ def test_shipped_weights_are_small_fp16_and_carded(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", shipped_names())
-def test_cli_runs_shipped_weights_by_name(name: str, tmp_path: Path) -> None:
+def test_shipped_weights_record_their_warp_convention(name: str) -> None:
+    """Written in the file itself (not inferred from its age) and on the card: slomo's warp, as trained."""
+    path = weights_dir() / f"{name}.pt"
+    recorded = torch.load(path, map_location="cpu", weights_only=True)["warp"]
+    _, info = load_superslomo(str(path))
+    assert WarpConvention.from_dict(recorded) == info.config.warp == SLOMO_WARP
+    assert SLOMO_WARP.describe() in (weights_dir() / f"{name}.md").read_text()
+
+
+@pytest.mark.parametrize("weights", [[]] + [["--weights", PREFIX + name] for name in shipped_names()])
+def test_cli_runs_shipped_weights_by_name(weights: list[str], tmp_path: Path) -> None:
     source = make_clip(str(tmp_path / "in.mp4"), moving_square_frames(4, 64, 48), cfr_pts(4), Fraction(1, 25))
     out = tmp_path / "out.mp4"
     done = subprocess.run(
         [sys.executable, "-m", "flows.cli", "convert", source, str(out), "--factor", "2", "--local",
-         "--model", "superslomo", "--weights", f"shipped:{name}", "--quiet"],
+         "--model", "superslomo", *weights, "--quiet"],
         capture_output=True, text=True, check=False,
     )
     assert done.returncode == 0, done.stderr

@@ -13,6 +13,7 @@ from slomo_core.errors import ConfigError
 from slomo_core.interp.base import PairRequest
 from slomo_core.interp.network import SuperSloMoInterpolator
 from slomo_core.model.checkpoint import load_superslomo
+from slomo_core.model.synthesis import PUBLIC_WARP, SLOMO_WARP
 from slomo_core.storage import file_sha256
 from tests.clips import cfr_pts, make_clip, moving_square_frames
 from training import cli
@@ -21,7 +22,13 @@ from training.export import export_weights
 from training.loop import BEST_FILE, CURVE_FILE, STATE_FILE, Trainer
 from training.losses import SuperSloMoObjective, smoothness
 from training.photos import load_photos, photo_paths
-from training.synthetic import MotionRange, SyntheticScene, _Path, random_scene, synthetic_triplet
+from training.synthetic import (
+    MotionRange,
+    SyntheticScene,
+    _Path,
+    random_scene,
+    synthetic_triplet,
+)
 from training.video_samples import Region, load_clip, video_triplet
 
 
@@ -150,7 +157,7 @@ def test_best_weights_load_run_and_export(tmp_path):
     Trainer(tiny_config(steps=2), tmp_path / "run").run()
     best = tmp_path / "run" / BEST_FILE
     _, info = load_superslomo(str(best))
-    assert info.config.widths == LIGHT_WIDTHS and info.training["steps"] == 2
+    assert info.config.widths == LIGHT_WIDTHS and info.training["steps"] == 2 and info.config.warp == SLOMO_WARP
     digest, card = export_weights(str(best), str(tmp_path / "shipped.pt"), curve_csv=str(tmp_path / "run" / CURVE_FILE))
     shipped, shipped_info = load_superslomo(str(tmp_path / "shipped.pt"))
     assert shipped_info.weights_sha256 == digest
@@ -158,6 +165,7 @@ def test_best_weights_load_run_and_export(tmp_path):
     text = Path(card).read_text()
     assert digest in text and file_sha256(str(tmp_path / "shipped.pt")) in text and "synthetic" in text
     assert "## Learning curve" in text and "| 2 | 4 |" in text  # step 2, 4 samples: the validation row
+    assert SLOMO_WARP.describe() in text and shipped_info.config.warp == SLOMO_WARP
     frame = np.random.default_rng(0).integers(0, 255, (40, 56, 3), dtype=np.uint8)
     (out,) = SuperSloMoInterpolator(shipped).interpolate([PairRequest(frame, frame, (0.5,))])
     assert out[0].shape == frame.shape
@@ -195,3 +203,14 @@ def test_fresh_run_can_start_from_given_weights(tmp_path):
     assert torch.equal(second.model.flow_net.conv1.weight, source.flow_net.conv1.weight)
     with pytest.raises(ConfigError, match="do not match"):
         Trainer(tiny_config(steps=1, init_weights=best, preset="full"), tmp_path / "third")
+
+
+def test_runs_record_the_warp_they_train_with(tmp_path):
+    """A run under the public warp trains, checkpoints and exports with it; resuming under another is refused."""
+    Trainer(tiny_config(steps=1, warp="public"), tmp_path / "run").run()
+    _, info = load_superslomo(str(tmp_path / "run" / BEST_FILE))
+    assert info.config.warp == PUBLIC_WARP and info.training["warp"] == "public"
+    with pytest.raises(ConfigError, match="cannot resume"):
+        Trainer(tiny_config(steps=2), tmp_path / "run")
+    with pytest.raises(ConfigError, match="unknown warp convention"):
+        tiny_config(warp="diagonal").validate()

@@ -12,6 +12,7 @@ import logging
 import sys
 
 from slomo_core.errors import SlomoError
+from slomo_core.model.synthesis import WARP_CONVENTIONS
 from training.config import PRESETS, TrainConfig
 
 
@@ -40,6 +41,9 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--photos", action="append", default=[], metavar="DIR", help="more photographs (repeatable)")
     p.add_argument("--init-from", metavar="WEIGHTS",
                    help="start a new run from these weights (a shipped file, a run's best.pt, the public checkpoint)")
+    p.add_argument("--warp", choices=list(WARP_CONVENTIONS), default=d.warp,
+                   help="warp convention to train under, recorded in every checkpoint: slomo (default) or public "
+                   "(the public re-implementation's; e.g. to fine-tune its checkpoint in its own convention)")
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
     p.add_argument("--eval-every", type=int, default=d.eval_every)
     p.add_argument("--workers", type=int, default=0,
@@ -54,7 +58,8 @@ def _config(args: argparse.Namespace) -> TrainConfig:
         lr_milestones=tuple(args.lr_milestones), steps=args.steps, max_minutes=args.max_minutes, seed=args.seed,
         device=args.device, dtype=args.dtype, channels_last=args.channels_last, threads=args.threads,
         max_shift=args.max_shift, video_fraction=args.video_fraction, videos=tuple(args.video),
-        photo_dirs=tuple(args.photos), init_weights=args.init_from, checkpoint_every=args.checkpoint_every, eval_every=args.eval_every,
+        photo_dirs=tuple(args.photos), init_weights=args.init_from, warp=args.warp,
+        checkpoint_every=args.checkpoint_every, eval_every=args.eval_every,
     ).validate()
 
 

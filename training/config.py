@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from slomo_core.errors import ConfigError
+from slomo_core.model.synthesis import WARP_CONVENTIONS, WarpConvention
 from slomo_core.model.unet import FULL_WIDTHS
 
 # Same topology with half the channels at the top and a quarter at the bottom: 4.0M parameters against
@@ -34,6 +35,7 @@ class TrainConfig:
     videos: tuple[str, ...] = ()  # "PATH" or "PATH@x0,y0,x1,y1" (region kept out of training crops)
     photo_dirs: tuple[str, ...] = ()
     init_weights: str | None = None  # start a fresh run from these weights (slomo or public layout)
+    warp: str = "slomo"  # the warp convention trained under (model.synthesis), recorded in every checkpoint
     checkpoint_every: int = 200
     eval_every: int = 200
     eval_samples: int = 48
@@ -44,6 +46,10 @@ class TrainConfig:
     def widths(self) -> tuple[int, ...]:
         return PRESETS[self.preset]
 
+    @property
+    def warp_convention(self) -> WarpConvention:
+        return WARP_CONVENTIONS[self.warp]
+
     def validate(self) -> TrainConfig:
         if self.preset not in PRESETS:
             raise ConfigError(f"unknown preset {self.preset!r} (use {', '.join(PRESETS)})")
@@ -51,6 +57,8 @@ class TrainConfig:
             raise ConfigError(f"crop must be a multiple of 32 and at least 64, got {self.crop}")
         if self.batch_size < 1 or self.steps < 1 or self.lr <= 0:
             raise ConfigError("batch size, steps and learning rate must be positive")
+        if self.warp not in WARP_CONVENTIONS:
+            raise ConfigError(f"unknown warp convention {self.warp!r} (use {', '.join(WARP_CONVENTIONS)})")
         if not 0.0 <= self.video_fraction <= 1.0:
             raise ConfigError(f"video fraction must be in [0, 1], got {self.video_fraction}")
         return self

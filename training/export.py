@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from slomo_core.model.checkpoint import load_superslomo, save_superslomo
+from slomo_core.model.synthesis import SLOMO_WARP, WarpConvention
 from slomo_core.storage import file_sha256
 
 
@@ -30,7 +31,7 @@ def curve_table(curve_csv: str, rows: int = 16) -> str:
 
 
 def card_text(name: str, weights_digest: str, file_digest: str, training: dict, benchmark: str | None,
-              curve: str | None = None) -> str:
+              curve: str | None = None, warp: WarpConvention = SLOMO_WARP) -> str:
     lines = [
         f"# {name}",
         "",
@@ -40,6 +41,7 @@ def card_text(name: str, weights_digest: str, file_digest: str, training: dict, 
         "|---|---|",
         f"| file sha256 | `{file_digest}` |",
         f"| weights sha256 (checked on load) | `{weights_digest}` |",
+        f"| warp convention (recorded in the file) | {warp.describe()} |",
     ]
     keys = ("preset", "init", "steps", "samples", "train_seconds", "batch_size", "crop", "lr", "lr_milestones", "data",
             "losses", "val_psnr")
@@ -67,5 +69,5 @@ def export_weights(checkpoint: str, output: str, benchmark_markdown: str | None 
     card = os.path.splitext(output)[0] + ".md"
     name = Path(output).name
     curve = curve_table(curve_csv) if curve_csv else None
-    Path(card).write_text(card_text(name, digest, file_sha256(output), training, benchmark, curve))
+    Path(card).write_text(card_text(name, digest, file_sha256(output), training, benchmark, curve, model.config.warp))
     return digest, card

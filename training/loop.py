@@ -118,7 +118,7 @@ class Trainer:
             torch.backends.cudnn.benchmark = True  # fixed crop size: let cuDNN pick its fastest kernels
         torch.manual_seed(config.seed)  # same initial weights on every rank and every fresh run
         # Weights stay fp32 (autocast handles bf16); channels_last is a layout choice only.
-        self.model = SuperSloMo(SuperSloMoConfig(widths=config.widths)).place(
+        self.model = SuperSloMo(SuperSloMoConfig(widths=config.widths, warp=config.warp_convention)).place(
             self.device, torch.float32, config.channels_last)
         self.objective = SuperSloMoObjective(self.model)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
@@ -138,6 +138,9 @@ class Trainer:
         if info.config.widths != self.config.widths:
             raise ConfigError(f"{self.config.init_weights}: widths {info.config.widths} do not match the "
                               f"{self.config.preset} preset {self.config.widths}")
+        if info.config.warp != self.model.config.warp:
+            log.warning("%s was trained with the %s warp; this run trains it with %s (--warp %s keeps its own)",
+                        self.config.init_weights, info.config.warp.name, self.config.warp, info.config.warp.name)
         self.model.flow_net.load_state_dict(source.flow_net.state_dict())
         self.model.interp_net.load_state_dict(source.interp_net.state_dict())
         log.info("initialised from %s (weights sha256 %s)", self.config.init_weights, info.weights_sha256[:12])
@@ -150,10 +153,11 @@ class Trainer:
         data = torch.load(path, map_location="cpu", weights_only=False)
         if data.get("format") != STATE_FORMAT:
             raise ConfigError(f"{path}: not a slomo training state")
-        saved = TrainConfig.from_dict(data["config"])
-        if saved.widths != self.config.widths or saved.crop != self.config.crop:
-            raise ConfigError(f"{path}: run was {saved.preset} at crop {saved.crop}; cannot resume it as "
-                              f"{self.config.preset} at crop {self.config.crop} (use another --out)")
+        saved = TrainConfig.from_dict(data["config"])  # runs from before conventions were recorded used slomo's
+        if saved.widths != self.config.widths or saved.crop != self.config.crop or saved.warp != self.config.warp:
+            raise ConfigError(f"{path}: run was {saved.preset} at crop {saved.crop} with the {saved.warp} warp; cannot "
+                              f"resume it as {self.config.preset} at crop {self.config.crop} with the "
+                              f"{self.config.warp} warp (use another --out)")
         self.model.load_state_dict(data["model"])
         self.optimizer.load_state_dict(data["optimizer"])
         self.state = TrainState(**data["state"])
@@ -187,6 +191,7 @@ class Trainer:
             "lr_milestones": list(c.lr_milestones),
             "data": describe_data(c),
             "init": c.init_weights or "random",
+            "warp": c.warp,
             "losses": "204*L1 reconstruction + 102*warping + smoothness (no perceptual: no offline VGG)",
             "val_psnr": round(self.state.best_val_psnr, 3),
         }

@@ -48,11 +48,12 @@ class SuperSloMoObjective(nn.Module):
         out = self.model.synthesize(frame0, frame1, flow01, flow10, t)
         approx_t0, approx_t1 = approximate_intermediate_flows(flow01, flow10, t)
         reconstruction = l1(out.frames, frame_t)
+        warp = self.model.config.warp  # the warping loss warps as the model does
         warping = (
-            l1(backward_warp(frame1, flow01), frame0)
-            + l1(backward_warp(frame0, flow10), frame1)
-            + l1(backward_warp(frame0, approx_t0), frame_t)
-            + l1(backward_warp(frame1, approx_t1), frame_t)
+            l1(backward_warp(frame1, flow01, warp), frame0)
+            + l1(backward_warp(frame0, flow10, warp), frame1)
+            + l1(backward_warp(frame0, approx_t0, warp), frame_t)
+            + l1(backward_warp(frame1, approx_t1, warp), frame_t)
         )
         smooth = smoothness(flow01) + smoothness(flow10)
         w = self.weights

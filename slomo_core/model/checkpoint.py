@@ -4,25 +4,39 @@ Two layouts load unchanged:
 - the widely used public PyTorch re-implementation: a dict with ``state_dictFC`` (flow net) and
   ``state_dictAT`` (interpolation net), full widths, reference normalisation;
 - slomo's own: the same two keys (so the public code can read full-width files too) plus metadata
-  (architecture widths, normalisation, training notes) and a sha256 of the weights that is checked on load.
+  (architecture widths, normalisation, warp convention, training notes) and a sha256 of the weights that is
+  checked on load.
+
+Every loaded model carries the warp convention its weights were trained under: public files always run the
+public re-implementation's (``PUBLIC_WARP``), slomo files the one they record (files from before conventions
+were recorded, format version 1, were all trained with ``SLOMO_WARP``).
+
+Files are read with ``weights_only=True``: tensors and plain containers, plus ``datetime.datetime`` (the
+public ``train.py`` stores ``datetime.now()``), allowed for that one load only. A file that carries anything
+else, code included, is refused before any of it runs.
 """
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import os
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 
 from slomo_core.errors import CheckpointError
-from slomo_core.storage import file_sha256
 from slomo_core.model.superslomo import SuperSloMo, SuperSloMoConfig
+from slomo_core.model.synthesis import PUBLIC_WARP, SLOMO_WARP, WarpConvention
+from slomo_core.storage import file_sha256
 
 FORMAT_NAME = "slomo.superslomo"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: records the warp convention
+# The only non-container types real checkpoints hold: the public train.py's 'timestamp'.
+_SAFE_TYPES = (datetime.datetime,)
 _FLOW_KEY = "state_dictFC"
 _INTERP_KEY = "state_dictAT"
 # Output channels of conv1 and down1..down5 give the six widths of a U-Net.
@@ -54,7 +68,7 @@ def weights_sha256(flow_state: Mapping[str, torch.Tensor], interp_state: Mapping
 
 def _strip_prefix(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     # Files saved from nn.DataParallel prefix every name with "module.".
-    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
+    return {k.removeprefix("module."): v for k, v in state.items()}
 
 
 def _read(path: str) -> dict:
@@ -63,8 +77,15 @@ def _read(path: str) -> dict:
     if os.path.isdir(path):
         raise CheckpointError(f"{path}: is a directory, not a weights file")
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # arbitrary bytes raise UnpicklingError, KeyError, EOFError, RuntimeError...
+        with torch.serialization.safe_globals(list(_SAFE_TYPES)):
+            data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 (arbitrary bytes raise UnpicklingError, KeyError, EOFError...)
+        refused = _refused_global(exc)
+        if refused:
+            raise CheckpointError(
+                f"{path}: refused: loading it would call {refused}, which is neither weights nor plain data "
+                "(the file may carry code; none of it was run)"
+            ) from None
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_first_line(exc)})") from None
     if not isinstance(data, dict) or _FLOW_KEY not in data or _INTERP_KEY not in data:
         found = sorted(map(str, data))[:6] if isinstance(data, dict) else type(data).__name__
@@ -72,6 +93,12 @@ def _read(path: str) -> dict:
             f"{path}: not a Super SloMo checkpoint (expected keys {_FLOW_KEY!r} and {_INTERP_KEY!r}, found {found})"
         )
     return data
+
+
+def _refused_global(exc: BaseException) -> str | None:
+    """The name torch's weights-only unpickler refused (a function or class the file would call), if any."""
+    found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+    return found.group(1) if found else None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -122,15 +149,21 @@ def load_superslomo(path: str) -> tuple[SuperSloMo, CheckpointInfo]:
         if int(data.get("format_version", 0)) > FORMAT_VERSION:
             raise CheckpointError(f"{path}: written by a newer slomo (format version {data['format_version']})")
         layout = "slomo"
-        config = SuperSloMoConfig.from_dict({**data.get("architecture", {}), **data.get("normalization", {})})
+        try:
+            warp = WarpConvention.from_dict(data["warp"]) if "warp" in data else SLOMO_WARP
+        except CheckpointError as exc:
+            raise CheckpointError(f"{path}: {exc}") from None
+        stored_config = SuperSloMoConfig.from_dict({**data.get("architecture", {}), **data.get("normalization", {})})
+        config = replace(stored_config, warp=warp)
         stored = data.get("weights_sha256")
         if stored and stored != digest:
             raise CheckpointError(f"{path}: weights do not match their recorded sha256 (file corrupted?)")
         training = dict(data.get("training", {}))
     else:
         layout = "public"
-        config = SuperSloMoConfig(widths=_infer_widths(path, flow_state))
-        training = {k: v for k, v in data.items() if k not in (_FLOW_KEY, _INTERP_KEY) and _is_plain(v)}
+        config = SuperSloMoConfig(widths=_infer_widths(path, flow_state), warp=PUBLIC_WARP)
+        notes = {k: _plain(v) for k, v in data.items() if k not in (_FLOW_KEY, _INTERP_KEY)}
+        training = {k: v for k, v in notes.items() if v is not None}
     model = SuperSloMo(config)
     _load_into(path, model.flow_net, flow_state, "flow net (state_dictFC)")
     _load_into(path, model.interp_net, interp_state, "interpolation net (state_dictAT)")
@@ -138,8 +171,11 @@ def load_superslomo(path: str) -> tuple[SuperSloMo, CheckpointInfo]:
     return model, CheckpointInfo(path, layout, config, file_sha256(path), digest, training)
 
 
-def _is_plain(value: Any) -> bool:
-    return isinstance(value, (int, float, str, bool)) or value is None
+def _plain(value: Any) -> int | float | str | bool | None:
+    """Scalar bookkeeping kept as training notes (a datetime as ISO text); lists of losses are left out."""
+    if isinstance(value, datetime.datetime):
+        return value.isoformat()
+    return value if isinstance(value, (int, float, str, bool)) else None
 
 
 def save_superslomo(
@@ -159,6 +195,7 @@ def save_superslomo(
         "format_version": FORMAT_VERSION,
         "architecture": {"name": "SuperSloMo", "widths": config["widths"]},
         "normalization": {"mean": config["mean"], "std": config["std"]},
+        "warp": config["warp"],
         "training": dict(training or {}),
         "weights_sha256": digest,
         _FLOW_KEY: flow_state,

@@ -12,6 +12,9 @@ from pathlib import Path
 from slomo_core.errors import CheckpointError
 
 PREFIX = "shipped:"
+# What ``--model superslomo`` runs without ``--weights``: the shipped weights that score best on bench/quality.py
+# (mean of the real clips at 2x and 8x; figures on each card). The one place that choice is made.
+BEST = "superslomo-light"
 
 
 def weights_dir() -> Path:
@@ -21,6 +24,11 @@ def weights_dir() -> Path:
 def shipped_names() -> list[str]:
     folder = weights_dir()
     return sorted(p.stem for p in folder.glob("*.pt")) if folder.is_dir() else []
+
+
+def best_shipped() -> str:
+    """``shipped:NAME`` of the best shipped weights."""
+    return PREFIX + BEST
 
 
 def is_shipped(weights: str | None) -> bool:

@@ -8,7 +8,13 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from slomo_core.model.synthesis import approximate_intermediate_flows, backward_warp, fuse
+from slomo_core.model.synthesis import (
+    SLOMO_WARP,
+    WarpConvention,
+    approximate_intermediate_flows,
+    backward_warp,
+    fuse,
+)
 from slomo_core.model.unet import FULL_WIDTHS, UNet
 
 # Input normalisation of the public re-implementation (mean subtracted, std 1), RGB in [0, 1].
@@ -18,18 +24,28 @@ REFERENCE_STD: tuple[float, float, float] = (1.0, 1.0, 1.0)
 
 @dataclass(frozen=True)
 class SuperSloMoConfig:
-    """Architecture and normalisation; stored in checkpoints so a file describes itself."""
+    """Architecture, normalisation and warp convention; stored in checkpoints so a file describes itself.
+
+    ``warp`` defaults to slomo's own convention (what slomo trains with); files in the public layout load
+    with ``PUBLIC_WARP`` (``model.checkpoint``).
+    """
 
     widths: tuple[int, ...] = FULL_WIDTHS
     mean: tuple[float, float, float] = REFERENCE_MEAN
     std: tuple[float, float, float] = REFERENCE_STD
+    warp: WarpConvention = SLOMO_WARP
 
     def to_dict(self) -> dict:
-        return {k: list(v) for k, v in asdict(self).items()}
+        data = {k: list(v) for k, v in asdict(self).items() if k != "warp"}
+        data["warp"] = self.warp.to_dict()
+        return data
 
     @classmethod
-    def from_dict(cls, data: dict) -> "SuperSloMoConfig":
-        return cls(**{k: tuple(v) for k, v in data.items() if k in cls.__dataclass_fields__})
+    def from_dict(cls, data: dict) -> SuperSloMoConfig:
+        known = {k: tuple(v) for k, v in data.items() if k in cls.__dataclass_fields__ and k != "warp"}
+        if "warp" in data:
+            known["warp"] = WarpConvention.from_dict(data["warp"])
+        return cls(**known)
 
 
 @dataclass
@@ -74,7 +90,7 @@ class SuperSloMo(nn.Module):
         mean, std = self._stats(frames)
         return frames * std + mean
 
-    def place(self, device: torch.device | str, dtype: torch.dtype, channels_last: bool) -> "SuperSloMo":
+    def place(self, device: torch.device | str, dtype: torch.dtype, channels_last: bool) -> SuperSloMo:
         """Move to a device and compute dtype; channels_last speeds convolutions on CPUs and GPUs."""
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         return self.to(device=device, dtype=dtype, memory_format=self.memory_format)
@@ -98,16 +114,17 @@ class SuperSloMo(nn.Module):
     ) -> IntermediateFrames:
         """Frames at times ``t`` (one per batch element; pair tensors already repeated to match)."""
         i0, i1 = self.normalize(frame0), self.normalize(frame1)
+        warp = self.config.warp
         flow_t0, flow_t1 = approximate_intermediate_flows(flow01, flow10, t)
-        g0 = backward_warp(i0, flow_t0)
-        g1 = backward_warp(i1, flow_t1)
+        g0 = backward_warp(i0, flow_t0, warp)
+        g1 = backward_warp(i1, flow_t1, warp)
         out = self._run(self.interp_net, torch.cat((i0, i1, flow01, flow10, flow_t1, flow_t0, g1, g0), dim=1))
         flow_t0 = flow_t0 + out[:, 0:2]
         flow_t1 = flow_t1 + out[:, 2:4]
         visibility0 = torch.sigmoid(out[:, 4:5])
-        warped0 = backward_warp(i0, flow_t0)
-        warped1 = backward_warp(i1, flow_t1)
-        frames = self._denormalize(fuse(warped0, warped1, visibility0, 1 - visibility0, t))
+        warped0 = backward_warp(i0, flow_t0, warp)
+        warped1 = backward_warp(i1, flow_t1, warp)
+        frames = self._denormalize(fuse(warped0, warped1, visibility0, 1 - visibility0, t, eps=warp.fusion_eps))
         return IntermediateFrames(frames, flow_t0, flow_t1, visibility0)
 
     def forward(self, frame0: torch.Tensor, frame1: torch.Tensor, t: Sequence[float] | torch.Tensor) -> torch.Tensor:
