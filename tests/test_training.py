@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from fractions import Fraction
 from pathlib import Path
 
@@ -21,7 +22,13 @@ from training.export import export_weights
 from training.loop import BEST_FILE, CURVE_FILE, STATE_FILE, Trainer
 from training.losses import SuperSloMoObjective, smoothness
 from training.photos import load_photos, photo_paths
-from training.synthetic import MotionRange, SyntheticScene, _Path, random_scene, synthetic_triplet
+from training.synthetic import (
+    MotionRange,
+    SyntheticScene,
+    _Path,
+    random_scene,
+    synthetic_triplet,
+)
 from training.video_samples import Region, load_clip, video_triplet
 
 
@@ -144,6 +151,45 @@ def test_resume_refuses_another_architecture(tmp_path):
     Trainer(tiny_config(steps=1), tmp_path).run()
     with pytest.raises(ConfigError, match="cannot resume"):
         Trainer(tiny_config(steps=2, preset="full"), tmp_path)
+
+
+class _Payload:
+    """Pickles to a call that creates ``marker``: what a crafted state.pt would run if unpickled freely."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_crafted_state_is_refused_in_one_line_and_its_payload_never_runs(tmp_path, capsys):
+    run, marker = tmp_path / "run", tmp_path / "pwned"
+    run.mkdir()
+    torch.save({"format": "slomo.train-state", "config": _Payload(marker)}, run / STATE_FILE)
+    with pytest.raises(ConfigError, match="refused unread"):
+        Trainer(tiny_config(steps=1), run)
+    assert cli.main(["train", "--out", str(run), "--crop", "64", "--steps", "1", "--threads", "2"]) == 1
+    err = capsys.readouterr().err
+    assert not marker.exists()
+    assert err.count("\n") == 1 and "refused unread" in err and "another --out" in err
+    (run / STATE_FILE).write_bytes(b"not a pickle at all")
+    with pytest.raises(ConfigError, match="refused unread"):
+        Trainer(tiny_config(steps=1), run)
+
+
+def test_state_holds_only_plain_types_and_version_1_states_still_resume(tmp_path):
+    Trainer(tiny_config(steps=2), tmp_path / "run").run()
+    path = tmp_path / "run" / STATE_FILE
+    data = torch.load(path, weights_only=True)  # raises if anything but tensors and plain data is inside
+    assert isinstance(data["meta"], str)
+    meta = json.loads(data["meta"])
+    # the layout runs wrote before this format: config, counters and RNG as nested dicts
+    torch.save({"format": "slomo.train-state", "config": meta["config"], "model": data["model"],
+                "optimizer": data["optimizer"], "state": meta["state"], "rng": meta["rng"]}, path)
+    resumed = Trainer(tiny_config(steps=3), tmp_path / "run")
+    assert resumed.state.step == 2
+    assert resumed.rng.bit_generator.state == meta["rng"]["0"]
 
 
 def test_best_weights_load_run_and_export(tmp_path):

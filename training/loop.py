@@ -32,11 +32,11 @@ from training.config import TrainConfig
 from training.data import Batch, TripletSampler
 from training.losses import SuperSloMoObjective
 from training.photos import load_photos, photo_paths
+from training.state_file import read_state, write_state
 from training.synthetic import MotionRange
 
 log = logging.getLogger(__name__)
 
-STATE_FORMAT = "slomo.train-state"
 STATE_FILE = "state.pt"
 BEST_FILE = "best.pt"
 CURVE_FILE = "curve.csv"
@@ -147,17 +147,20 @@ class Trainer:
         if not path.exists():
             self._initialise()
             return
-        data = torch.load(path, map_location="cpu", weights_only=False)
-        if data.get("format") != STATE_FORMAT:
-            raise ConfigError(f"{path}: not a slomo training state")
-        saved = TrainConfig.from_dict(data["config"])
+        data = read_state(path)
+        meta = data["meta"]
+        saved = TrainConfig.from_dict(meta["config"])
         if saved.widths != self.config.widths or saved.crop != self.config.crop:
             raise ConfigError(f"{path}: run was {saved.preset} at crop {saved.crop}; cannot resume it as "
                               f"{self.config.preset} at crop {self.config.crop} (use another --out)")
-        self.model.load_state_dict(data["model"])
-        self.optimizer.load_state_dict(data["optimizer"])
-        self.state = TrainState(**data["state"])
-        rng_state = data.get("rng", {}).get(str(self.rank))
+        try:
+            self.model.load_state_dict(data["model"])
+            self.optimizer.load_state_dict(data["optimizer"])
+            self.state = TrainState(**meta["state"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+            first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(f"{path}: training state does not fit this model ({first})") from None
+        rng_state = meta.get("rng", {}).get(str(self.rank))
         if rng_state is not None:
             self.rng.bit_generator.state = rng_state
         log.info("resumed %s at step %d (%.0f s trained)", path, self.state.step, self.state.elapsed_s)
@@ -165,19 +168,9 @@ class Trainer:
     def save(self) -> None:
         if not self.is_chief:
             return
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        payload = {
-            "format": STATE_FORMAT,
-            "config": self.config.to_dict(),
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "state": self.state.__dict__,
-            "rng": {str(self.rank): self.rng.bit_generator.state},
-        }
-        path = self.out_dir / STATE_FILE
-        tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
+        meta = {"config": self.config.to_dict(), "state": self.state.__dict__,
+                "rng": {str(self.rank): self.rng.bit_generator.state}}
+        write_state(self.out_dir / STATE_FILE, self.model.state_dict(), self.optimizer.state_dict(), meta)
 
     def training_metadata(self) -> dict:
         c = self.config
