@@ -13,7 +13,7 @@ import sys
 
 from slomo_core.errors import SlomoError
 from slomo_core.model.synthesis import WARP_CONVENTIONS
-from training.config import PRESETS, TrainConfig
+from training.config import PRESETS, RENDERERS, TrainConfig
 
 
 def _train_parser(sub: argparse._SubParsersAction) -> None:
@@ -35,6 +35,9 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=d.channels_last)
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--max-shift", type=float, default=d.max_shift, help="largest synthetic motion, pixels")
+    p.add_argument("--renderer", choices=list(RENDERERS), default=d.renderer,
+                   help="synthetic frames: opencv on the host, or grid_sample batches on the training device; "
+                        "auto = device on CUDA, else opencv")
     p.add_argument("--video", action="append", default=[], metavar="PATH[@x0,y0,x1,y1]",
                    help="real clip for training triplets; the optional box is never cropped (repeatable)")
     p.add_argument("--video-fraction", type=float, default=d.video_fraction)
@@ -57,7 +60,7 @@ def _config(args: argparse.Namespace) -> TrainConfig:
         preset=args.preset, crop=args.crop, batch_size=args.batch_size, lr=args.lr,
         lr_milestones=tuple(args.lr_milestones), steps=args.steps, max_minutes=args.max_minutes, seed=args.seed,
         device=args.device, dtype=args.dtype, channels_last=args.channels_last, threads=args.threads,
-        max_shift=args.max_shift, video_fraction=args.video_fraction, videos=tuple(args.video),
+        max_shift=args.max_shift, renderer=args.renderer, video_fraction=args.video_fraction, videos=tuple(args.video),
         photo_dirs=tuple(args.photos), init_weights=args.init_from, warp=args.warp,
         checkpoint_every=args.checkpoint_every, eval_every=args.eval_every,
     ).validate()

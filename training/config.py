@@ -12,6 +12,7 @@ from slomo_core.model.unet import FULL_WIDTHS
 # 39.6M, ~4x fewer FLOPs; learns on two CPU cores in hours and ships in the repository as 8 MB of fp16.
 LIGHT_WIDTHS: tuple[int, ...] = (16, 32, 64, 128, 128, 128)
 PRESETS: dict[str, tuple[int, ...]] = {"full": FULL_WIDTHS, "light": LIGHT_WIDTHS}
+RENDERERS: tuple[str, ...] = ("auto", "opencv", "device")
 
 
 @dataclass
@@ -31,6 +32,9 @@ class TrainConfig:
     channels_last: bool = False  # measured on this 2-core CPU: NCHW backward is ~10% faster in training
     threads: int | None = None
     max_shift: float = 24.0
+    # Who renders synthetic frames: "opencv" (host, one sample at a time; fastest on CPUs), "device"
+    # (grid_sample batches on the training device), "auto" = device when training on CUDA, else opencv.
+    renderer: str = "auto"
     video_fraction: float = 0.5
     videos: tuple[str, ...] = ()  # "PATH" or "PATH@x0,y0,x1,y1" (region kept out of training crops)
     photo_dirs: tuple[str, ...] = ()
@@ -59,6 +63,8 @@ class TrainConfig:
             raise ConfigError("batch size, steps and learning rate must be positive")
         if self.warp not in WARP_CONVENTIONS:
             raise ConfigError(f"unknown warp convention {self.warp!r} (use {', '.join(WARP_CONVENTIONS)})")
+        if self.renderer not in RENDERERS:
+            raise ConfigError(f"unknown renderer {self.renderer!r} (use {', '.join(RENDERERS)})")
         if not 0.0 <= self.video_fraction <= 1.0:
             raise ConfigError(f"video fraction must be in [0, 1], got {self.video_fraction}")
         return self

@@ -1,4 +1,10 @@
-"""Batches of training triplets: synthetic photo sequences mixed with real-video triplets."""
+"""Batches of training triplets: synthetic photo sequences mixed with real-video triplets.
+
+Every random choice is drawn on the host from one numpy generator, in the same order whichever renderer
+makes the pixels, so a run is reproducible and resumable from its RNG state. Synthetic frames are made
+either by OpenCV one sample at a time (fastest on CPUs) or by ``DeviceSceneRenderer`` in one batch on the
+training device (a GPU renders a batch in milliseconds; one CPU thread with OpenCV starved it).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from training.synthetic import MotionRange, synthetic_triplet
+from training.synthetic import MotionRange, SyntheticScene, random_scene
 
 
 @dataclass
@@ -23,13 +29,37 @@ class Batch:
 
 
 def _stack(images: Sequence[np.ndarray]) -> torch.Tensor:
-    array = np.stack(images).astype(np.float32) / 255.0
-    return torch.from_numpy(array).permute(0, 3, 1, 2).contiguous()
+    # Transposed while still uint8: a float NHWC -> NCHW copy in torch took half of the data time.
+    array = np.ascontiguousarray(np.stack(images).transpose(0, 3, 1, 2))
+    return torch.from_numpy(array).float().div_(255.0)
+
+
+@dataclass(frozen=True)
+class SceneDraw:
+    """A synthetic sample before rendering: frame 0, t and frame 1 are the scene at ``times``."""
+
+    scene: SyntheticScene
+    t: float  # of the middle frame in the scene's own time
+    backwards: bool  # frame 0 is the scene at time 1: the sample's t is then 1 - t
+
+    @property
+    def times(self) -> tuple[float, float, float]:
+        return (1.0, self.t, 0.0) if self.backwards else (0.0, self.t, 1.0)
+
+    @property
+    def sample_t(self) -> float:
+        return 1.0 - self.t if self.backwards else self.t
+
+
+VideoDraw = tuple[np.ndarray, np.ndarray, np.ndarray, float]
 
 
 @dataclass
 class TripletSampler:
-    """Draws ``video_fraction`` of each batch from the clips (when any) and the rest from photographs."""
+    """Draws ``video_fraction`` of each batch from the clips (when any) and the rest from photographs.
+
+    With ``device`` set, synthetic frames are rendered there in one batch and the batch lives there.
+    """
 
     photos: Sequence[np.ndarray]
     clips: Sequence  # training.video_samples.VideoClip (imported lazily: it needs PyAV)
@@ -37,23 +67,55 @@ class TripletSampler:
     motion: MotionRange = field(default_factory=MotionRange)
     video_fraction: float = 0.5
     max_span: int = 8
+    device: torch.device | None = None
+    _renderer: object = field(default=None, init=False, repr=False)
 
-    def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    def _draw(self, rng: np.random.Generator) -> VideoDraw | SceneDraw:
         if self.clips and rng.random() < self.video_fraction:
             from training.video_samples import video_triplet
 
             return video_triplet(rng, self.clips, self.size, self.max_span)
         t = float(rng.uniform(0.05, 0.95))
-        frame0, frame_t, frame1 = synthetic_triplet(rng, self.photos, self.size, t, self.motion)
-        if rng.random() < 0.5:  # reversed time, as for video triplets
-            frame0, frame1, t = frame1, frame0, 1.0 - t
-        return frame0, frame_t, frame1, t
+        scene = random_scene(rng, self.photos, self.size, self.motion)
+        return SceneDraw(scene, t, backwards=bool(rng.random() < 0.5))  # reversed time, as for video triplets
+
+    def sample(self, rng: np.random.Generator) -> VideoDraw:
+        """One triplet, rendered by OpenCV on the host."""
+        drawn = self._draw(rng)
+        if not isinstance(drawn, SceneDraw):
+            return drawn
+        frame0, frame_t, frame1 = (drawn.scene.render(s) for s in drawn.times)
+        return frame0, frame_t, frame1, drawn.sample_t
 
     def batch(self, rng: np.random.Generator, count: int) -> Batch:
-        samples = [self.sample(rng) for _ in range(count)]
-        return Batch(
-            _stack([s[0] for s in samples]),
-            _stack([s[1] for s in samples]),
-            _stack([s[2] for s in samples]),
-            torch.tensor([s[3] for s in samples], dtype=torch.float32),
-        )
+        if self.device is None:
+            samples = [self.sample(rng) for _ in range(count)]
+            return Batch(
+                _stack([s[0] for s in samples]),
+                _stack([s[1] for s in samples]),
+                _stack([s[2] for s in samples]),
+                torch.tensor([s[3] for s in samples], dtype=torch.float32),
+            )
+        return self._device_batch([self._draw(rng) for _ in range(count)])
+
+    def _device_batch(self, draws: list[VideoDraw | SceneDraw]) -> Batch:
+        from training.device_render import DeviceSceneRenderer
+
+        if self._renderer is None:
+            self._renderer = DeviceSceneRenderer(self.photos, self.size, self.device)
+        renderer: DeviceSceneRenderer = self._renderer
+        scene_rows = [i for i, d in enumerate(draws) if isinstance(d, SceneDraw)]
+        video_rows = [i for i, d in enumerate(draws) if not isinstance(d, SceneDraw)]
+        t = np.empty(len(draws), np.float32)
+        frames = torch.empty((len(draws), 3, 3, self.size, self.size), device=self.device)
+        if scene_rows:
+            times = np.array([draws[i].times for i in scene_rows])
+            t[scene_rows] = [draws[i].sample_t for i in scene_rows]
+            rendered = renderer.render([draws[i].scene for i in scene_rows], times)
+            frames.index_copy_(0, renderer.upload(np.array(scene_rows)), rendered)
+        if video_rows:
+            t[video_rows] = [draws[i][3] for i in video_rows]
+            stacked = np.stack([np.stack(draws[i][:3]) for i in video_rows]).transpose(0, 1, 4, 2, 3)
+            pixels = renderer.upload(stacked).float().div_(255.0)
+            frames.index_copy_(0, renderer.upload(np.array(video_rows)), pixels)
+        return Batch(frames[:, 0], frames[:, 1], frames[:, 2], renderer.upload(t))

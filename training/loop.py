@@ -32,11 +32,11 @@ from training.config import TrainConfig
 from training.data import Batch, TripletSampler
 from training.losses import SuperSloMoObjective
 from training.photos import load_photos, photo_paths
+from training.state_file import read_state, write_state
 from training.synthetic import MotionRange
 
 log = logging.getLogger(__name__)
 
-STATE_FORMAT = "slomo.train-state"
 STATE_FILE = "state.pt"
 BEST_FILE = "best.pt"
 CURVE_FILE = "curve.csv"
@@ -73,7 +73,15 @@ def describe_data(config: TrainConfig) -> str:
     return text
 
 
-def build_sampler(config: TrainConfig) -> TripletSampler:
+def render_device(config: TrainConfig, device: torch.device) -> torch.device | None:
+    """Where synthetic frames are rendered: None for OpenCV on the host, else the training device."""
+    if config.renderer == "device" or (config.renderer == "auto" and device.type == "cuda"):
+        return device
+    return None
+
+
+def build_sampler(config: TrainConfig, device: torch.device | None = None) -> TripletSampler:
+    """``device``: render synthetic frames there in batches (see ``render_device``); None: OpenCV."""
     photos = load_photos(photo_paths(config.photo_dirs), min_side=config.crop * 2)
     clips = []
     if config.videos:  # imported only when needed: synthetic-only runs need no PyAV (e.g. on a bare GPU box)
@@ -83,10 +91,11 @@ def build_sampler(config: TrainConfig) -> TripletSampler:
             path, _, region = spec.partition("@")
             clips.append(load_clip(path, Region.parse(region) if region else None))
     return TripletSampler(photos, clips, config.crop, MotionRange(max_shift=config.max_shift),
-                          config.video_fraction)
+                          config.video_fraction, device=device)
 
 
 def validation_set(config: TrainConfig, sampler: TripletSampler) -> Batch:
+    """The same host-rendered set whichever renderer trains, so validation PSNRs stay comparable."""
     synthetic_only = TripletSampler(sampler.photos, (), config.crop, sampler.motion, 0.0)
     rng = np.random.default_rng(config.seed + _VALIDATION_SEED_OFFSET)
     return synthetic_only.batch(rng, config.eval_samples)
@@ -126,7 +135,7 @@ class Trainer:
         self.rng = np.random.default_rng([config.seed, rank])
         self._resume()
         self.wrapped = wrap(self.objective) if wrap else self.objective
-        self.sampler = build_sampler(config)
+        self.sampler = build_sampler(config, render_device(config, self.device))
         self.validation = validation_set(config, self.sampler) if self.is_chief else None
 
     # -- checkpoints -------------------------------------------------------------------------------
@@ -150,18 +159,21 @@ class Trainer:
         if not path.exists():
             self._initialise()
             return
-        data = torch.load(path, map_location="cpu", weights_only=False)
-        if data.get("format") != STATE_FORMAT:
-            raise ConfigError(f"{path}: not a slomo training state")
-        saved = TrainConfig.from_dict(data["config"])  # runs from before conventions were recorded used slomo's
+        data = read_state(path)
+        meta = data["meta"]
+        saved = TrainConfig.from_dict(meta["config"])  # runs from before conventions were recorded used slomo's
         if saved.widths != self.config.widths or saved.crop != self.config.crop or saved.warp != self.config.warp:
             raise ConfigError(f"{path}: run was {saved.preset} at crop {saved.crop} with the {saved.warp} warp; cannot "
                               f"resume it as {self.config.preset} at crop {self.config.crop} with the "
                               f"{self.config.warp} warp (use another --out)")
-        self.model.load_state_dict(data["model"])
-        self.optimizer.load_state_dict(data["optimizer"])
-        self.state = TrainState(**data["state"])
-        rng_state = data.get("rng", {}).get(str(self.rank))
+        try:
+            self.model.load_state_dict(data["model"])
+            self.optimizer.load_state_dict(data["optimizer"])
+            self.state = TrainState(**meta["state"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+            first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(f"{path}: training state does not fit this model ({first})") from None
+        rng_state = meta.get("rng", {}).get(str(self.rank))
         if rng_state is not None:
             self.rng.bit_generator.state = rng_state
         log.info("resumed %s at step %d (%.0f s trained)", path, self.state.step, self.state.elapsed_s)
@@ -169,19 +181,9 @@ class Trainer:
     def save(self) -> None:
         if not self.is_chief:
             return
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        payload = {
-            "format": STATE_FORMAT,
-            "config": self.config.to_dict(),
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "state": self.state.__dict__,
-            "rng": {str(self.rank): self.rng.bit_generator.state},
-        }
-        path = self.out_dir / STATE_FILE
-        tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
+        meta = {"config": self.config.to_dict(), "state": self.state.__dict__,
+                "rng": {str(self.rank): self.rng.bit_generator.state}}
+        write_state(self.out_dir / STATE_FILE, self.model.state_dict(), self.optimizer.state_dict(), meta)
 
     def training_metadata(self) -> dict:
         c = self.config
@@ -210,7 +212,14 @@ class Trainer:
         x = x.to(self.device, non_blocking=True)
         return x.contiguous(memory_format=torch.channels_last) if self.config.channels_last and x.ndim == 4 else x
 
+    def next_batch(self) -> Batch:
+        return self.sampler.batch(self.rng, self.config.batch_size)
+
     def train_step(self, batch: Batch) -> dict[str, float]:
+        return {k: float(v) for k, v in self.step(batch).items()}
+
+    def step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """One optimizer step; losses stay on the device (reading them would make the host wait for it)."""
         self.objective.train()
         for group in self.optimizer.param_groups:
             group["lr"] = self._lr()
@@ -223,7 +232,7 @@ class Trainer:
         self.optimizer.step()
         self.state.step += 1
         self.state.samples += batch.t.numel() * self.world_size
-        return {k: float(v.detach()) for k, v in losses.items() if k != "prediction"}
+        return {k: v.detach() for k, v in losses.items() if k != "prediction"}
 
     @torch.no_grad()
     def evaluate(self) -> tuple[float, float]:
@@ -257,14 +266,13 @@ class Trainer:
         """Train until ``steps`` or ``max_minutes``; checkpoints on the way, on Ctrl-C and at the end."""
         config = self.config
         deadline = time.monotonic() + config.max_minutes * 60 if config.max_minutes else math.inf
-        sums: dict[str, float] = {}
+        sums: dict[str, torch.Tensor] = {}
         count = 0
         started = time.monotonic()
         try:
             while self.state.step < config.steps and time.monotonic() < deadline:
-                batch = self.sampler.batch(self.rng, config.batch_size)
-                for key, value in self.train_step(batch).items():
-                    sums[key] = sums.get(key, 0.0) + value
+                for key, value in self.step(self.next_batch()).items():
+                    sums[key] = sums[key] + value.float() if key in sums else value.float()
                 count += 1
                 now = time.monotonic()
                 self.state.elapsed_s += now - started
@@ -273,8 +281,8 @@ class Trainer:
                 evaluate = self.is_chief and (step % config.eval_every == 0 or step == config.steps)
                 if step % config.log_every == 0 or evaluate:
                     row = {"step": step, "elapsed_s": round(self.state.elapsed_s, 1), "samples": self.state.samples,
-                           "lr": self._lr(), **{k: round(v / count, 6) for k, v in sums.items() if k != "total"},
-                           "loss": round(sums.get("total", 0.0) / count, 4)}
+                           "lr": self._lr(), **{k: round(float(v) / count, 6) for k, v in sums.items() if k != "total"},
+                           "loss": round(float(sums["total"]) / count, 4) if "total" in sums else 0.0}
                     if evaluate:
                         row["val_psnr"], row["val_blend_psnr"] = (round(x, 3) for x in self.evaluate())
                         self._record(row)
