@@ -49,8 +49,9 @@ class DISInterpolator:
       divides by zero. Hard occlusion decisions (1e-3) cost 0.3-0.5 dB: DIS flows and the intermediate
       flow approximation are least reliable exactly at motion boundaries, where hedging pays. On the
       quality bench's real clips (every group) 0.3 lost 0.04-0.05 dB to no weighting at all (bbb640 x2,
-      bikes x8), 0.7 matches or beats the plain warp average on every real clip at x2 and x8 and keeps
-      most of the gain on the synthetic occlusions (synth96 x2: +0.16 dB over the average, 1.0: +0.10).
+      bikes x8); 0.7 beats the plain warp average on bikes and carphone at x2 and x8 and on bbb640 at x8,
+      is 0.008 dB under it on bbb640 x2 (the patch stride of 2, not the weighting: 1.0 is 0.003 under),
+      and keeps most of the visibility gain on the synthetic occlusions (synth96 x2: +0.16 dB, 1.0: +0.10).
     * ``outside_weight``: weight of a sample whose source lies beyond the frame's edge (1 = no special
       case). Down-weighting them (0.01) gains 0.3-0.5 dB on exact synthetic motion but loses 0.1-0.2 dB
       on real footage, where DIS's flow near the border is the least reliable; so it is off.
