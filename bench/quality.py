@@ -6,7 +6,7 @@ Groups are sampled evenly over each clip (``--max-groups``, default 128: every g
 the default run takes ~2.5 min on 2 CPU cores).
 
 Clips: bikes.mp4 (640x272, scene cuts after frames 29, 75, 136, 186, 241; reported with all groups and
-with the groups whose kept pair SceneCutDetector calls a cut removed), carphone_pristine.mp4 (176x144),
+with the groups spanning one of these known cuts removed), carphone_pristine.mp4 (176x144),
 bigbuckbunny.mp4 (1280x720, centre-cropped to 640x360 to keep CPU time sane: a crop, no resampling) and
 synthetic clips with exact integer motion and occlusion (a textured square moving over a textured
 background moving another way). The mean is over clips, bikes counted once (its no-cut variant).
@@ -16,8 +16,14 @@ K1=0.01, K2=0.03) on the BT.601 grey channel, both averaged over target frames; 
 frame in ms (wall, CPU; for minterpolate the filter's time over every in-between frame it made, the context
 pairs' included, so it is a per-frame cost, not inflated by the context).
 
-Cut exclusion applies SceneCutDetector to the kept pair, as the pipeline would. It is calibrated on
-consecutive frames: on bikes at factor 8 it also flags two large-motion spans without a cut (64-72, 96-104).
+Cut exclusion uses the known cuts, not SceneCutDetector, so a detector's mistakes stay visible: the
+"dis + scene cuts" ablation row repeats the first frame wherever the detector fires, as the pipeline does,
+and the log says on which kept pairs the detector disagrees with the known cuts.
+
+Rows: repeat, blend, minterpolate, dis-warp-average (the simple baseline: two DIS-MEDIUM warps averaged,
+no visibility), dis (slomo's weight-free default), then the networks. ``--ablation`` adds rows that
+take the default apart: the pipeline's scene-cut handling, the output encoder's YUV 4:2:0 round trip
+(applied to the baseline too, so the two stay comparable) and DIS settings.
 
 minterpolate alignment: the kept frames are fed as a CFR stream (pts i, time base 1/r) and the filter
 asked for fps r*F. Output frame with pts p (time base 1/(r*F)) is original frame index p: output pts
@@ -26,6 +32,7 @@ checks this on a synthetic moving square (the mapping must beat the +-1 shifted 
 
     python bench/quality.py                        # defaults: factors 2 8, every clip, every shipped network
     python bench/quality.py --weights ckpt.pth --factors 2 --clips bikes carphone --csv q.csv
+    python bench/quality.py --ablation --no-shipped --rows dis-warp-average dis --clips bikes carphone bbb640
 """
 
 from __future__ import annotations
@@ -56,6 +63,8 @@ from slomo_core.interp.base import FrameInterpolator, PairRequest
 from slomo_core.interp.dis import DISInterpolator
 from slomo_core.model.shipped import PREFIX, resolve_shipped, shipped_names
 from slomo_core.scene import SceneCutDetector
+from slomo_core.video.decode import iter_frames
+from slomo_core.video.encode import EncoderSettings, VideoEncoder
 
 MINTERPOLATE_OPTIONS = "mi_mode=mci:mc_mode=aobmc:me_mode=bidir:vsbmc=1"
 STREAM_RATE = 25  # rate of the CFR stream of kept frames handed to minterpolate (any value works)
@@ -131,6 +140,11 @@ def exclude_cuts(frames: Sequence[np.ndarray], groups: Sequence[Group], detector
     return [g for g in groups if not detector.is_cut(frames[g.start], frames[g.end])]
 
 
+def spans_cut(group: Group, cuts: Sequence[int]) -> bool:
+    """Whether a known cut (a shot ends with frame c) falls between the group's kept frames."""
+    return any(group.start <= c < group.end for c in cuts)
+
+
 # ----------------------------------------------------------------------------------------- methods
 # A method maps (frames, groups, factor) to ({target index: frame}, seconds spent, frames synthesised).
 Method = Callable[[Sequence[np.ndarray], Sequence[Group], int], tuple[dict[int, np.ndarray], float, int]]
@@ -175,6 +189,99 @@ def interpolator_method(build: Callable[[], FrameInterpolator]) -> Method:
         return out, spent, len(out)
 
     return run
+
+
+def dis_warp_average(frame0: np.ndarray, frame1: np.ndarray, times: Sequence[float],
+                     dis: cv2.DISOpticalFlow) -> list[np.ndarray]:
+    """The simple baseline: DIS flows both ways, the paper's intermediate flows (eq. 4), each frame
+    backward-warped to t (cv2.remap, bilinear, edges replicated) and the two warps averaged with weights
+    1-t and t, in float RGB: no visibility, no occlusion reasoning, nothing from slomo_core."""
+    g0, g1 = (cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in (frame0, frame1))
+    f01, f10 = dis.calc(g0, g1, None), dis.calc(g1, g0, None)
+    h, w = g0.shape
+    grid = np.dstack(np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)))
+    a, b = frame0.astype(np.float32), frame1.astype(np.float32)
+    out = []
+    for t in times:
+        ft0 = -(1 - t) * t * f01 + t * t * f10
+        ft1 = (1 - t) * (1 - t) * f01 - t * (1 - t) * f10
+        w0, w1 = (cv2.remap(image, grid + flow, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+                  for image, flow in ((a, ft0), (b, ft1)))
+        out.append(np.clip(np.rint((1 - t) * w0 + t * w1), 0, 255).astype(np.uint8))
+    return out
+
+
+def dis_warp_average_method(frames: Sequence[np.ndarray], groups: Sequence[Group], factor: int) -> tuple[dict[int, np.ndarray], float, int]:
+    """``dis_warp_average`` with OpenCV's DIS-MEDIUM preset as shipped (no parameter changed)."""
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    out: dict[int, np.ndarray] = {}
+    spent = 0.0
+    for g in groups:
+        begin = time.perf_counter()
+        result = dis_warp_average(frames[g.start], frames[g.end], g.times, dis)
+        spent += time.perf_counter() - begin
+        out.update(zip(g.targets, result))
+    return out, spent, len(out)
+
+
+def with_scene_cuts(method: Method) -> Method:
+    """The method as the pipeline runs it: where SceneCutDetector calls the kept pair a cut, every dropped
+    frame repeats the pair's first frame (detection time counted)."""
+    detector = SceneCutDetector()
+
+    def run(frames: Sequence[np.ndarray], groups: Sequence[Group], factor: int) -> tuple[dict[int, np.ndarray], float, int]:
+        out, spent, synthesised = method(frames, groups, factor)
+        for g in groups:
+            begin = time.perf_counter()
+            cut = detector.is_cut(frames[g.start], frames[g.end])
+            spent += time.perf_counter() - begin
+            if cut:
+                out.update((i, frames[g.start].copy()) for i in g.targets)
+        return out, spent, synthesised
+
+    return run
+
+
+def encoded(method: Method, settings: EncoderSettings | None = None) -> Method:
+    """The method's frames as a viewer gets them: each group (kept frames and in-betweens, in order) goes
+    through slomo's output encoder (default: h264 CRF 18, YUV 4:2:0) and decoder; encoding is not timed."""
+    settings = settings or EncoderSettings()
+
+    def run(frames: Sequence[np.ndarray], groups: Sequence[Group], factor: int) -> tuple[dict[int, np.ndarray], float, int]:
+        out, spent, synthesised = method(frames, groups, factor)
+        if not groups:
+            return out, spent, synthesised
+        sequence = [image for g in groups for image in (frames[g.start], *(out[i] for i in g.targets))]
+        sequence.append(frames[groups[-1].end])
+        h, w = sequence[0].shape[:2]
+        with tempfile.TemporaryDirectory() as folder:
+            path = str(Path(folder) / "roundtrip.mp4")
+            with VideoEncoder(path, w, h, Fraction(1, STREAM_RATE), settings) as encoder:
+                for pts, image in enumerate(sequence):
+                    encoder.write(image, pts)
+            decoded = [frame.image for frame in iter_frames(path, 0, len(sequence))]
+        position = 0
+        for g in groups:
+            position += 1  # the kept frame
+            for i in g.targets:
+                out[i] = decoded[position]
+                position += 1
+        return out, spent, synthesised
+
+    return run
+
+
+def ablation_methods() -> dict[str, Method]:
+    """Rows that take the default apart (see the module docstring); each changes one thing from ``dis``."""
+    return {
+        "dis + scene cuts": with_scene_cuts(interpolator_method(DISInterpolator)),
+        "dis-warp-average, h264 round trip": encoded(dis_warp_average_method),
+        "dis, h264 round trip": encoded(interpolator_method(DISInterpolator)),
+        "dis, visibility floor 0.3 (before)": interpolator_method(lambda: DISInterpolator(visibility_floor=0.3)),
+        "dis, visibility floor 1 (none)": interpolator_method(lambda: DISInterpolator(visibility_floor=1.0)),
+        "dis, preset patch stride": interpolator_method(lambda: DISInterpolator(patch_stride=None)),
+        "dis, samples from outside a frame down-weighted": interpolator_method(lambda: DISInterpolator(outside_weight=0.01)),
+    }
 
 
 def minterpolate_available() -> str | None:
@@ -303,11 +410,19 @@ def synthetic_clip(
 class Clip:
     name: str
     load: Callable[[], list[np.ndarray]]
-    cut_variant: bool = False  # also report with cut-spanning groups excluded
+    cuts: tuple[int, ...] = ()  # known cuts (last frame of each shot): also report with the groups spanning one excluded
 
+    @property
+    def cut_variant(self) -> bool:
+        return bool(self.cuts)
+
+
+# bikes.mp4's shot boundaries, checked by eye; SceneCutDetector scores these pairs of consecutive frames
+# 0.41-0.74 and every other one <= 0.17.
+BIKES_CUTS = (29, 75, 136, 186, 241)
 
 CLIPS: dict[str, Clip] = {
-    "bikes": Clip("bikes", lambda: real_frames("bikes.mp4", 250), cut_variant=True),
+    "bikes": Clip("bikes", lambda: real_frames("bikes.mp4", 250), cuts=BIKES_CUTS),
     "carphone": Clip("carphone", lambda: real_frames("carphone_pristine.mp4", 120)),
     "bbb640": Clip("bbb640", lambda: real_frames("bigbuckbunny.mp4", 132, 640, 360)),
     "synth96": Clip("synth96", lambda: synthetic_clip(96, 64, 33, (1, 0), (-1, 1), 16, (60, 8), seed=10)),
@@ -391,11 +506,12 @@ def evaluate(methods: dict[str, Method], clips: Sequence[str], factors: Sequence
             groups = sample_groups(all_groups, max_groups)
             columns = {name: groups}
             if clip.cut_variant:
-                clean = exclude_cuts(frames, groups, detector)
-                whole = set(exclude_cuts(frames, all_groups, detector))
-                flagged = ", ".join(f"{g.start}-{g.end}" for g in all_groups if g not in whole)
+                clean = [g for g in groups if not spans_cut(g, clip.cuts)]
+                detected = set(all_groups) - set(exclude_cuts(frames, all_groups, detector))
+                wrong = ", ".join(f"{g.start}-{g.end}" for g in all_groups if (g in detected) != spans_cut(g, clip.cuts))
                 log(f"note: {name} x{factor}: {len(groups)} of {len(all_groups)} groups sampled, "
-                    f"{len(groups) - len(clean)} span a detected cut (whole clip: kept pairs {flagged or 'none'})")
+                    f"{len(groups) - len(clean)} span a known cut; SceneCutDetector on every kept pair: "
+                    f"{len(detected)} flagged, wrong on {wrong or 'none'}")
                 columns[f"{name}-nocut"] = clean
             for method_name, method in methods.items():
                 produced, spent, synthesised = method(frames, groups, factor)
@@ -467,15 +583,19 @@ def reference_methods(factors: Sequence[int], log: Callable[[str], None] = print
             methods["minterpolate"] = minterpolate_method(backend)
         else:
             log("note: minterpolate output alignment failed verification: row skipped")
+    methods["dis-warp-average"] = dis_warp_average_method
     methods["dis"] = interpolator_method(DISInterpolator)
     return methods
 
 
 def build_methods(weights: Sequence[str], random_network: bool, factors: Sequence[int] = (2, 8),
                   log: Callable[[str], None] = print, dtypes: Sequence[str] = ("fp32",),
-                  baselines: bool = True) -> dict[str, Method]:
-    """The reference rows (unless ``baselines`` is False), then one row per network and dtype."""
+                  baselines: bool = True, ablation: bool = False) -> dict[str, Method]:
+    """The reference rows (unless ``baselines`` is False), the ablation rows when asked, then one row per
+    network and dtype."""
     methods = reference_methods(factors, log) if baselines else {}
+    if ablation:
+        methods.update(ablation_methods())
     from slomo_core.interp.network import InferenceSettings, SuperSloMoInterpolator
     from slomo_core.model.checkpoint import load_superslomo
     from slomo_core.model.superslomo import SuperSloMo
@@ -506,6 +626,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="one row per weights file and dtype (bf16/fp16 vs fp32: the 0.5 dB check)")
     parser.add_argument("--no-baselines", action="store_true", help="network rows only (repeat, blend, ... skipped)")
     parser.add_argument("--no-shipped", action="store_true", help="leave out the weights that ship with slomo")
+    parser.add_argument("--ablation", action="store_true", help="add the rows that take the default (dis) apart")
+    parser.add_argument("--rows", nargs="+", help="only these rows, by name as printed (after building them all)")
     parser.add_argument("--random-network", action="store_true", help="add a randomly initialised network (seed 0; slow on CPU)")
     parser.add_argument("--csv", help="write per clip/method/factor rows here")
     parser.add_argument("--markdown", help="write the tables here")
@@ -515,7 +637,12 @@ def main(argv: list[str] | None = None) -> int:
     begin = time.perf_counter()
     shipped = [] if args.no_shipped else [resolve_shipped(PREFIX + name) for name in shipped_names()]
     methods = build_methods([*shipped, *args.weights], args.random_network, args.factors, dtypes=args.dtypes,
-                            baselines=not args.no_baselines)
+                            baselines=not args.no_baselines, ablation=args.ablation)
+    if args.rows:
+        unknown = sorted(set(args.rows) - set(methods))
+        if unknown:
+            parser.error(f"unknown rows {unknown}: choose from {list(methods)}")
+        methods = {name: methods[name] for name in args.rows}
     print(f"# dropped-frame quality, factors {args.factors}, <= {args.max_groups or 'all'} groups per clip, "
           f"torch threads {torch.get_num_threads()}; bbb640 = bigbuckbunny centre crop 640x360")
     results = evaluate(methods, args.clips, args.factors, args.max_groups or None)

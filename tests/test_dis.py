@@ -14,7 +14,9 @@ from slomo_core.interp.base import PairRequest
 from slomo_core.interp.dis import DISInterpolator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from quality import texture  # the benchmark's synthetic clips are made of the same texture
+from quality import (
+    texture,  # the benchmark's synthetic clips are made of the same texture
+)
 
 H, W = 96, 128
 BIG = texture(0, H + 64, W + 64)
@@ -131,6 +133,8 @@ def test_bad_input_is_rejected(dis: DISInterpolator) -> None:
         DISInterpolator(preset="slow")
     with pytest.raises(ConfigError):
         DISInterpolator(visibility_floor=0.0)
+    with pytest.raises(ConfigError):
+        DISInterpolator(outside_weight=0.0)
 
 
 def test_threads_left_alone_unless_asked() -> None:
@@ -138,3 +142,14 @@ def test_threads_left_alone_unless_asked() -> None:
     DISInterpolator(preset="fast")
     assert cv2.getNumThreads() == before
     assert DISInterpolator.name == "dis"
+
+
+def test_outside_weight_lowers_only_samples_from_beyond_the_edge() -> None:
+    frame0, frame1 = view(0, 0), view(8, 0)
+    [[plain]] = DISInterpolator().interpolate([PairRequest(frame0, frame1, (0.5,))])
+    [[edged]] = DISInterpolator(outside_weight=0.01).interpolate([PairRequest(frame0, frame1, (0.5,))])
+    inner = (slice(8, -8), slice(12, -12))
+    assert np.abs(plain[inner].astype(int) - edged[inner]).max() <= 1
+    # The left columns come from beyond frame 0's left edge: frame 1 alone is right there.
+    truth = view(4, 0)
+    assert psnr(edged[:, :4], truth[:, :4]) > psnr(plain[:, :4], truth[:, :4]) + 3.0
