@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from flows.archive import convert_archive
+    from slomo_core.settings import ConversionSettings
 
     with tempfile.TemporaryDirectory(prefix="slomo-scaling-") as tmp:
         archive = Path(tmp) / "archive"
@@ -48,8 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         for workers in args.workers:
             out = Path(tmp) / f"out-{workers}"
             started = time.perf_counter()
-            result = convert_archive(str(archive), str(out), factor=args.factor, chunk_seconds=args.chunk_seconds,
-                                     workers=workers)
+            settings = ConversionSettings(factor=args.factor, chunk_seconds=args.chunk_seconds, workers=workers)
+            result = convert_archive(str(archive), str(out), settings)
             wall = time.perf_counter() - started
             frames = sum(r["frames"] or 0 for r in result)
             rows.append((workers, wall, frames, len(result)))

@@ -18,7 +18,7 @@ from fractions import Fraction
 from slomo_core.errors import ConfigError, InputError
 from slomo_core.manifest import ChunkSpec
 from slomo_core.scene import DEFAULT_THRESHOLD
-from slomo_core.storage import StorageOptions, identity, join, localize
+from slomo_core.storage import ObjectIdentity, StorageOptions, exists, identity, join, localize
 from slomo_core.timing import TAIL_POLICY, OutputTimeline, RateSpec
 from slomo_core.video.audio import AUDIO_MODES
 from slomo_core.video.encode import EncoderSettings
@@ -91,6 +91,21 @@ class JobLayout:
         self.manifest = join(work_uri, "manifest.parquet")
         self.done = join(work_uri, "DONE.json")
 
+    @classmethod
+    def for_job(cls, source_uri: str, source: ObjectIdentity, output_uri: str, work_root: str,
+                settings: JobSettings, length: ChunkLength) -> JobLayout:
+        """The one derivation of a job's identity: planning, progress display and "already converted?"
+        checks all call this, so they always agree on the job id."""
+        return cls(join(work_root, job_id_for(source_uri, source.etag, source.size, output_uri, settings, length)))
+
+    @property
+    def job_id(self) -> str:
+        return self.work_uri.rstrip("/").rsplit("/", 1)[-1]
+
+    @property
+    def commits(self) -> str:
+        return join(self.work_uri, "commits")
+
     def segment(self, chunk_index: int, attempt: str) -> str:
         return join(self.work_uri, "segments", f"chunk-{chunk_index:05d}", f"{attempt}.mp4")
 
@@ -127,6 +142,7 @@ def chunk_boundaries(pair_count: int, keyframes: Sequence[int], length: int | No
 
 def job_id_for(source_uri: str, source_etag: str, source_size: int, output_uri: str, settings: JobSettings,
                length: ChunkLength) -> str:
+    """A hash of the source identity, the output and every setting (see JobLayout.for_job)."""
     payload = json.dumps(
         {"source": [source_uri, source_etag, source_size], "output": output_uri,
          "settings": asdict(settings), "chunks": asdict(length)},
@@ -163,8 +179,8 @@ def plan_job(
     if len(pts) < 2:
         raise InputError(f"{source_uri}: has {len(pts)} video frame(s); interpolation needs at least 2")
     full = OutputTimeline(settings.spec, pts, info.time_base)
-    job_id = job_id_for(source_uri, source_id.etag, source_id.size, output_uri, settings, length)
-    layout = JobLayout(join(work_root, job_id))
+    layout = JobLayout.for_job(source_uri, source_id, output_uri, work_root, settings, length)
+    job_id = layout.job_id
     ranges = chunk_boundaries(len(pts) - 1, index.keyframes, length.in_pairs(pts, info.time_base))
     rate_hint = full.nominal_rate(info.average_rate)
     chunks = []
@@ -201,3 +217,22 @@ def plan_job(
         "stretch": settings.spec.stretch,
     }
     return Plan(chunks, job, layout)
+
+
+def default_work_root(output_uri: str) -> str:
+    """Job state lives beside the outputs (same bucket or disk), under a hidden folder."""
+    parent = output_uri.rsplit("/", 1)[0] if "/" in output_uri else "."
+    return join(parent, ".slomo-work")
+
+
+def job_layout_for(source_uri: str, output_uri: str, work_root: str, settings: JobSettings, length: ChunkLength,
+                   options: StorageOptions | None) -> JobLayout:
+    """Where the job of exactly these settings keeps its state; needs no probing (a HEAD of the source)."""
+    return JobLayout.for_job(source_uri, identity(source_uri, options), output_uri, work_root, settings, length)
+
+
+def is_converted(source_uri: str, output_uri: str, work_root: str, settings: JobSettings, length: ChunkLength,
+                 options: StorageOptions | None) -> bool:
+    """True when the job of exactly these settings finished (its DONE marker) and its output exists."""
+    done = job_layout_for(source_uri, output_uri, work_root, settings, length, options).done
+    return exists(done, options) and exists(output_uri, options)

@@ -18,11 +18,13 @@ from prefect.cache_policies import NO_CACHE
 from slomo_core.chunk_worker import committed_segment
 from slomo_core.errors import OutputError, SlomoError
 from slomo_core.manifest import ChunkSpec, write_manifest
-from slomo_core.plan import ChunkLength, JobLayout, JobSettings, Plan, job_id_for, plan_job
+from slomo_core.interp.factory import ModelSpec
+from slomo_core.plan import Plan, plan_job
+from slomo_core.settings import ConversionSettings, PoolSettings
 from slomo_core.stitch import StitchReport, stitch_job
-from slomo_core.storage import StorageOptions, exists, identity, join, read_json
-from tasks.chunk_workers import ChunkWorkerFactory, ModelSpec
-from tasks.pool import ItemResult, PoolSettings, ensure_ray, run_pool
+from slomo_core.storage import exists, read_json
+from tasks.chunk_workers import ChunkWorkerFactory
+from tasks.pool import ItemResult, ensure_ray, run_pool
 
 log = logging.getLogger(__name__)
 
@@ -43,31 +45,13 @@ def connect_ray(ray_address: str | None) -> None:
         ensure_ray("local", include_dashboard=False, object_store_memory=256 * 1024 * 1024)
 
 
-def default_work_root(output_uri: str) -> str:
-    """Job state lives beside the outputs (same bucket or disk), under a hidden folder."""
-    parent = output_uri.rsplit("/", 1)[0] if "/" in output_uri else "."
-    return join(parent, ".slomo-work")
-
-
-def job_layout_for(source_uri: str, output_uri: str, work_root: str, settings: JobSettings, length: ChunkLength,
-                   options: StorageOptions | None) -> JobLayout:
-    """Where the job of exactly these settings keeps its state; needs no probing (a HEAD of the source)."""
-    ident = identity(source_uri, options)
-    return JobLayout(join(work_root, job_id_for(source_uri, ident.etag, ident.size, output_uri, settings, length)))
-
-
-def is_converted(source_uri: str, output_uri: str, work_root: str, settings: JobSettings, length: ChunkLength,
-                 options: StorageOptions | None) -> bool:
-    done = job_layout_for(source_uri, output_uri, work_root, settings, length, options).done
-    return exists(done, options) and exists(output_uri, options)
-
-
 @task(name="plan", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
-def plan_task(source_uri: str, output_uri: str, work_root: str, settings: JobSettings, length: ChunkLength,
-              options: dict | None, overwrite: bool) -> Plan:
+def plan_task(source_uri: str, output_uri: str, settings: ConversionSettings, options: dict | None,
+              overwrite: bool) -> Plan:
     """Probe, plan and write the manifest (an identical existing one means a resumed run)."""
     with tempfile.TemporaryDirectory(prefix="slomo-plan-") as cache:
-        plan = plan_job(source_uri, output_uri, work_root, settings, length, cache_dir=cache, options=options)
+        plan = plan_job(source_uri, output_uri, settings.work_root(output_uri), settings.job_settings(),
+                        settings.chunk_length, cache_dir=cache, options=options)
     done = exists(plan.layout.done, options)
     if exists(output_uri, options) and not done and not overwrite:
         raise OutputError(f"{output_uri}: already exists (pass --overwrite to replace it)")
