@@ -110,7 +110,7 @@ def convert_video(
                 progress=None if progress is None else (lambda n, base=done: progress(base + n, total)),
             )
             done += status.frames
-            cuts += committed_segment(chunk)["scene_cuts"]
+            cuts += committed_segment(chunk).scene_cuts
         with clock.measure("stitch"):
             stitched = stitch_job(plan.chunks, cache_dir=cache)
     finally:

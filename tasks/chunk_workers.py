@@ -8,13 +8,13 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
-from slomo_core.chunk_worker import run_chunk
+from slomo_core.chunk_worker import run_chunk, worker_id
 from slomo_core.errors import SlomoError
 from slomo_core.interp.factory import ModelSpec
-from slomo_core.manifest import ChunkSpec
+from slomo_core.manifest import ChunkResult, ChunkSpec
 from slomo_core.storage import StorageOptions
 
 log = logging.getLogger(__name__)
@@ -28,16 +28,16 @@ class ChunkWorker:
         self.cache_dir = cache_dir or tempfile.mkdtemp(prefix="slomo-actor-cache-")
         self.interpolator = model.build(self.cache_dir, self.options)
 
-    def process(self, row: dict[str, Any]) -> dict[str, Any]:
-        """A status row. A SlomoError (bad input, changed source) is final: returned, not retried;
+    def process(self, row: dict[str, Any]) -> ChunkResult:
+        """The chunk's result. A SlomoError (bad input, changed source) is final: returned, not retried;
         anything else propagates so the pool retries the chunk on another actor."""
         spec = ChunkSpec(**row)
         try:
             status = run_chunk(spec, self.interpolator, cache_dir=self.cache_dir, options=self.options)
         except SlomoError as exc:
             log.warning("chunk %d of %s failed: %s", spec.chunk_index, spec.job_id, exc)
-            return {"ok": False, "final_error": str(exc), "chunk_index": spec.chunk_index}
-        return {"ok": True, **asdict(status)}
+            return ChunkResult(spec.chunk_index, False, worker=worker_id(), error=str(exc))
+        return ChunkResult.from_status(status)
 
 
 @dataclass(frozen=True)
