@@ -17,8 +17,8 @@ from prefect.cache_policies import NO_CACHE
 
 from slomo_core.chunk_worker import committed_segment
 from slomo_core.errors import OutputError, SlomoError
-from slomo_core.manifest import ChunkResult, ChunkSpec, DoneRecord, JobSummary, write_manifest
 from slomo_core.interp.factory import ModelSpec
+from slomo_core.manifest import ChunkResult, ChunkSpec, DoneRecord, JobSummary, write_manifest
 from slomo_core.plan import Plan, plan_job
 from slomo_core.settings import ConversionSettings, PoolSettings
 from slomo_core.stitch import StitchReport, stitch_job

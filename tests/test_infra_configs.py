@@ -283,9 +283,9 @@ def test_prefect_parameter_values_are_cli_values(prefect_config):
 def test_prefect_parameters_validate_against_the_flows(prefect_config):
     """Prefect's own parameter validation, as a deployment run does it: the settings mapping becomes the
     flows' ConversionSettings, `-p settings='{"factor": 8}'` replaces it, and a bad value is refused."""
-    import flows.archive
     from prefect.exceptions import ParameterTypeError
 
+    import flows.archive
     from slomo_core.settings import ConversionSettings
 
     for deployment in prefect_config["deployments"]:

@@ -18,8 +18,8 @@ from typing import Any
 import torch
 
 from slomo_core.errors import CheckpointError
-from slomo_core.storage import file_sha256
 from slomo_core.model.superslomo import SuperSloMo, SuperSloMoConfig
+from slomo_core.storage import file_sha256
 
 FORMAT_NAME = "slomo.superslomo"
 FORMAT_VERSION = 1
