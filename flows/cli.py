@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 from slomo_core.errors import ConfigError, SlomoError
 from slomo_core.interp.factory import MODELS
 from slomo_core.settings import CODEC_CHOICES, DTYPE_CHOICES, ConversionSettings
-from slomo_core.timing import MODES
+from slomo_core.timestamps import MODES
 from slomo_core.video.audio import AUDIO_MODES
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -157,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _run_convert(source: str, output: str, options, interpolator, quiet: bool) -> int:
     from tqdm import tqdm
 
-    from slomo_core.convert import convert_video
+    from slomo_core.convert import convert_locally
 
     bar: tqdm | None = None
 
@@ -168,7 +168,7 @@ def _run_convert(source: str, output: str, options, interpolator, quiet: bool) -
         bar.update(done - bar.n)
 
     try:
-        report = convert_video(source, output, interpolator, options, progress=progress)
+        report = convert_locally(source, output, interpolator, options, progress=progress)
     finally:
         if bar is not None:
             bar.close()

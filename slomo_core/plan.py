@@ -19,7 +19,7 @@ from slomo_core.errors import ConfigError, InputError
 from slomo_core.manifest import ChunkSpec
 from slomo_core.scene import DEFAULT_THRESHOLD
 from slomo_core.storage import ObjectIdentity, StorageOptions, exists, identity, join, localize
-from slomo_core.timing import TAIL_POLICY, OutputTimeline, RateSpec
+from slomo_core.timestamps import TAIL_POLICY, OutputTimeline, RateSpec
 from slomo_core.video.audio import AUDIO_MODES
 from slomo_core.video.encode import EncoderSettings
 from slomo_core.video.probe import probe, read_frame_index
@@ -93,10 +93,10 @@ class JobLayout:
 
     @classmethod
     def for_job(cls, source_uri: str, source: ObjectIdentity, output_uri: str, work_root: str,
-                settings: JobSettings, length: ChunkLength) -> JobLayout:
+                settings: JobSettings, chunk_length: ChunkLength) -> JobLayout:
         """The one derivation of a job's identity: planning, progress display and "already converted?"
         checks all call this, so they always agree on the job id."""
-        return cls(join(work_root, job_id_for(source_uri, source.etag, source.size, output_uri, settings, length)))
+        return cls(join(work_root, job_id_for(source_uri, source.etag, source.size, output_uri, settings, chunk_length)))
 
     @property
     def job_id(self) -> str:
@@ -116,16 +116,16 @@ class JobLayout:
         return join(self.work_uri, "status", f"chunk-{chunk_index:05d}-{attempt}.parquet")
 
 
-def chunk_boundaries(pair_count: int, keyframes: Sequence[int], length: int | None) -> list[tuple[int, int]]:
-    """Pair ranges [s, e) covering 0..pair_count, about ``length`` pairs each, snapped to keyframes."""
+def chunk_boundaries(pair_count: int, keyframes: Sequence[int], pairs_per_chunk: int | None) -> list[tuple[int, int]]:
+    """Pair ranges [s, e) covering 0..pair_count, about ``pairs_per_chunk`` pairs each, snapped to keyframes."""
     if pair_count < 1:
         raise ConfigError("a job needs at least one pair of frames")
-    if length is None or length >= pair_count:
+    if pairs_per_chunk is None or pairs_per_chunk >= pair_count:
         return [(0, pair_count)]
     keys = sorted(k for k in keyframes if 0 < k < pair_count)
-    slack = length // 4
+    slack = pairs_per_chunk // 4
     starts = [0]
-    target = length
+    target = pairs_per_chunk
     while target < pair_count:
         choice = target
         lo = bisect.bisect_left(keys, target - slack)
@@ -135,17 +135,17 @@ def chunk_boundaries(pair_count: int, keyframes: Sequence[int], length: int | No
         if choice >= pair_count:
             break
         starts.append(choice)
-        target = choice + length
+        target = choice + pairs_per_chunk
     ends = starts[1:] + [pair_count]
     return list(zip(starts, ends))
 
 
 def job_id_for(source_uri: str, source_etag: str, source_size: int, output_uri: str, settings: JobSettings,
-               length: ChunkLength) -> str:
+               chunk_length: ChunkLength) -> str:
     """A hash of the source identity, the output and every setting (see JobLayout.for_job)."""
     payload = json.dumps(
         {"source": [source_uri, source_etag, source_size], "output": output_uri,
-         "settings": asdict(settings), "chunks": asdict(length)},
+         "settings": asdict(settings), "chunks": asdict(chunk_length)},
         sort_keys=True, default=str,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
@@ -163,14 +163,14 @@ def plan_job(
     output_uri: str,
     work_root: str,
     settings: JobSettings,
-    length: ChunkLength = ChunkLength(),
+    chunk_length: ChunkLength = ChunkLength(),
     *,
     cache_dir: str,
     options: StorageOptions | None = None,
 ) -> Plan:
     """Probe the source and describe every chunk; nothing is written here (see write_manifest)."""
     settings.validate()
-    length.validate()
+    chunk_length.validate()
     source_id = identity(source_uri, options)
     local = localize(source_uri, cache_dir, source_id, options)
     info = probe(local)
@@ -179,9 +179,9 @@ def plan_job(
     if len(pts) < 2:
         raise InputError(f"{source_uri}: has {len(pts)} video frame(s); interpolation needs at least 2")
     full = OutputTimeline(settings.spec, pts, info.time_base)
-    layout = JobLayout.for_job(source_uri, source_id, output_uri, work_root, settings, length)
+    layout = JobLayout.for_job(source_uri, source_id, output_uri, work_root, settings, chunk_length)
     job_id = layout.job_id
-    ranges = chunk_boundaries(len(pts) - 1, index.keyframes, length.in_pairs(pts, info.time_base))
+    ranges = chunk_boundaries(len(pts) - 1, index.keyframes, chunk_length.in_pairs(pts, info.time_base))
     rate_hint = full.nominal_rate(info.average_rate)
     chunks = []
     for n, (s, e) in enumerate(ranges):
@@ -225,14 +225,14 @@ def default_work_root(output_uri: str) -> str:
     return join(parent, ".slomo-work")
 
 
-def job_layout_for(source_uri: str, output_uri: str, work_root: str, settings: JobSettings, length: ChunkLength,
+def job_layout_for(source_uri: str, output_uri: str, work_root: str, settings: JobSettings, chunk_length: ChunkLength,
                    options: StorageOptions | None) -> JobLayout:
     """Where the job of exactly these settings keeps its state; needs no probing (a HEAD of the source)."""
-    return JobLayout.for_job(source_uri, identity(source_uri, options), output_uri, work_root, settings, length)
+    return JobLayout.for_job(source_uri, identity(source_uri, options), output_uri, work_root, settings, chunk_length)
 
 
-def is_converted(source_uri: str, output_uri: str, work_root: str, settings: JobSettings, length: ChunkLength,
+def is_converted(source_uri: str, output_uri: str, work_root: str, settings: JobSettings, chunk_length: ChunkLength,
                  options: StorageOptions | None) -> bool:
     """True when the job of exactly these settings finished (its DONE marker) and its output exists."""
-    done = job_layout_for(source_uri, output_uri, work_root, settings, length, options).done
+    done = job_layout_for(source_uri, output_uri, work_root, settings, chunk_length, options).done
     return exists(done, options) and exists(output_uri, options)

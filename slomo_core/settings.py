@@ -21,7 +21,7 @@ from slomo_core.plan import ChunkLength, JobLayout, JobSettings, default_work_ro
 from slomo_core.runtime import DTYPES
 from slomo_core.scene import DEFAULT_THRESHOLD
 from slomo_core.storage import StorageOptions
-from slomo_core.timing import MAX_FACTOR, MODES, RateSpec, parse_frame_rate
+from slomo_core.timestamps import MAX_FACTOR, MODES, RateSpec, parse_frame_rate
 from slomo_core.video.audio import AUDIO_MODES
 from slomo_core.video.encode import CODECS, EncoderSettings
 

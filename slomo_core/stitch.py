@@ -12,12 +12,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
-from slomo_core.chunk_worker import committed_segment
+from slomo_core.chunk_attempt import committed_segment
 from slomo_core.errors import InputError, OutputError, SlomoError
 from slomo_core.manifest import ChunkSpec, DoneRecord
 from slomo_core.plan import JobLayout
 from slomo_core.storage import ObjectIdentity, StorageOptions, download, exists, file_sha256, localize, upload
-from slomo_core.timing import OutputTimeline
+from slomo_core.timestamps import OutputTimeline
 from slomo_core.video.mux import finalize
 from slomo_core.video.probe import probe, read_frame_timestamps
 

@@ -11,7 +11,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import Any
 
-from slomo_core.chunk_worker import run_chunk, worker_id
+from slomo_core.chunk_attempt import run_chunk, worker_id
 from slomo_core.errors import SlomoError
 from slomo_core.interp.factory import ModelSpec
 from slomo_core.manifest import ChunkResult, ChunkSpec

@@ -15,7 +15,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 
-from slomo_core.chunk_worker import committed_segment
+from slomo_core.chunk_attempt import committed_segment
 from slomo_core.errors import OutputError, SlomoError
 from slomo_core.interp.factory import ModelSpec
 from slomo_core.manifest import ChunkResult, ChunkSpec, DoneRecord, JobSummary, write_manifest

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from quality import (
+from bench.quality import (
     Group,
     blend_method,
     drop_groups,
@@ -21,7 +18,6 @@ from quality import (
     ssim,
     synthetic_clip,
 )
-
 from slomo_core.interp.dis import DISInterpolator
 
 

@@ -12,7 +12,8 @@ import logging
 import sys
 
 from slomo_core.errors import SlomoError
-from training.config import PRESETS, TrainConfig
+from slomo_core.model.unet import PRESETS
+from training.config import TrainConfig
 
 
 def _train_parser(sub: argparse._SubParsersAction) -> None:

@@ -1,8 +1,9 @@
-"""Run one chunk: decode its frames, interpolate, encode a segment, upload it, commit it.
+"""One attempt at a chunk: decode its frames, interpolate, encode a segment, upload it, commit it.
 
 An attempt writes its segment to a unique key and commits by writing the chunk's marker last; a chunk
 whose marker exists is done, whatever happened to other attempts. The rendering loop here is the only
-one: single-machine conversions are one-chunk jobs, so chunked and unchunked runs share every line.
+one: a Ray actor (tasks/chunk_workers.py) and a single-machine conversion (convert.py) both call
+run_chunk, so chunked and unchunked, local and distributed runs share every line.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from slomo_core.storage import (
     localize,
     upload,
 )
-from slomo_core.timing import OutputFrame, OutputTimeline
+from slomo_core.timestamps import OutputFrame, OutputTimeline
 from slomo_core.video.decode import DecodedFrame, iter_frames
 from slomo_core.video.encode import VideoEncoder
 
