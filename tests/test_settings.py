@@ -100,3 +100,20 @@ def test_the_library_imports_without_prefect_or_ray() -> None:
     root = Path(__file__).resolve().parents[1]
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
     assert result.stdout.strip() == "[]", result.stdout
+
+
+def test_a_worker_refuses_weights_other_than_the_planned_ones(tmp_path: Path) -> None:
+    import torch
+
+    from slomo_core.errors import CheckpointError
+    from slomo_core.model.checkpoint import save_superslomo
+    from slomo_core.model.superslomo import SuperSloMo, SuperSloMoConfig
+
+    torch.manual_seed(0)
+    weights = tmp_path / "tiny.pt"
+    save_superslomo(SuperSloMo(SuperSloMoConfig(widths=(4, 8, 8, 8, 8, 8))), str(weights))
+    planned = ConversionSettings(factor=2, model="superslomo", weights=str(weights), device="cpu").with_weights_digest()
+    assert planned.model_spec().build(str(tmp_path / "cache"), None).name
+    save_superslomo(SuperSloMo(SuperSloMoConfig(widths=(4, 8, 8, 8, 8, 8))), str(weights))  # other weights, same path
+    with pytest.raises(CheckpointError, match="differ from the ones the job was planned with"):
+        planned.model_spec().build(str(tmp_path / "cache"), None)
