@@ -4,30 +4,26 @@ Runs each configuration side by side on the same real frames (Big Buck Bunny fro
 to the requested size: cropping keeps real texture without resampling) and prints a Markdown table of
 medians. Output frames per pair = factor (factor - 1 interpolated + the original), as in a slowmo run.
 
-    python bench/interpolators.py --size 640x360 --factor 4 --repeats 5
-    python bench/interpolators.py --size 1280x720 --factor 8 --device cuda   # 7 new frames per pair on a GPU
+    python -m bench.interpolators --size 640x360 --factor 4 --repeats 5
+    python -m bench.interpolators --size 1280x720 --factor 8 --device cuda   # 7 new frames per pair on a GPU
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from footage import real_frames
-
+from bench.footage import real_frames
 from slomo_core.interp.base import FrameInterpolator, PairRequest
 from slomo_core.interp.dis import DISInterpolator
 from slomo_core.interp.network import InferenceSettings, SuperSloMoInterpolator
 from slomo_core.model.superslomo import SuperSloMo, SuperSloMoConfig
-from training.config import PRESETS
+from slomo_core.model.unet import PRESETS
 
 
 def _network(dtype: str, channels_last: bool, compile: bool = False) -> Callable[[argparse.Namespace], FrameInterpolator]:

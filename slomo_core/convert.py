@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from slomo_core.chunk_worker import committed_segment, run_chunk
+from slomo_core.chunk_attempt import committed_segment, run_chunk
 from slomo_core.errors import OutputError
 from slomo_core.interp.base import FrameInterpolator
 from slomo_core.keys import refuse_same_object
@@ -24,7 +24,7 @@ from slomo_core.plan import ChunkLength, JobSettings, plan_job
 from slomo_core.scratch import make_scratch_dir, sweep_stale
 from slomo_core.stage_clock import StageClock
 from slomo_core.stitch import stitch_job
-from slomo_core.timing import TAIL_POLICY
+from slomo_core.timestamps import TAIL_POLICY
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def check_output_path(source: str, output: str, overwrite: bool) -> None:
         raise OutputError(f"{output}: unsupported container (use .mp4, .mov or .mkv)")
 
 
-def convert_video(
+def convert_locally(
     source: str,
     output: str,
     interpolator: FrameInterpolator,
@@ -112,7 +112,7 @@ def convert_video(
                 progress=None if progress is None else (lambda n, base=done: progress(base + n, total)),
             )
             done += status.frames
-            cuts += committed_segment(chunk)["scene_cuts"]
+            cuts += committed_segment(chunk).scene_cuts
         with clock.measure("stitch"):
             stitched = stitch_job(plan.chunks, cache_dir=cache)
     finally:

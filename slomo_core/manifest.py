@@ -10,15 +10,16 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from fractions import Fraction
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from slomo_core.errors import ConfigError, InputError
-from slomo_core.storage import StorageOptions, exists, read_bytes, write_bytes
-from slomo_core.timing import RateSpec
+from slomo_core.storage import StorageOptions, exists, read_bytes, read_json, write_bytes, write_json
+from slomo_core.timestamps import RateSpec
 from slomo_core.video.encode import EncoderSettings
 
 SCHEMA_VERSION = 1
@@ -161,6 +162,88 @@ class ChunkStatus:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+@dataclass(frozen=True)
+class CommitMarker:
+    """A chunk's commit: written last by the attempt that uploaded ``segment_uri``, so it always points
+    at a complete segment. ``stage_seconds`` is that attempt's busy time per stage."""
+
+    attempt: str
+    segment_uri: str
+    sha256: str
+    frames: int
+    worker: str
+    scene_cuts: list[int] = field(default_factory=list)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    def write(self, url: str, options: StorageOptions | None = None) -> None:
+        write_json(url, asdict(self), options)
+
+    @classmethod
+    def read(cls, url: str, options: StorageOptions | None = None) -> CommitMarker | None:
+        """The marker at ``url``, or None when the chunk is not committed."""
+        return cls(**read_json(url, options)) if exists(url, options) else None
+
+
+@dataclass(frozen=True)
+class DoneRecord:
+    """DONE.json: the job's output was uploaded and validated (``frames`` at the planned timestamps)."""
+
+    job_id: str
+    output_uri: str
+    frames: int
+    sha256: str
+
+    def write(self, url: str, options: StorageOptions | None = None) -> None:
+        write_json(url, asdict(self), options)
+
+    @classmethod
+    def read(cls, url: str, options: StorageOptions | None = None) -> DoneRecord:
+        return cls(**read_json(url, options))
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    """What became of a chunk in a run, from the worker to the job report (ChunkStatus is one attempt's
+    Parquet record; this is the chunk's settled state). ``attempts`` 0: committed by an earlier run."""
+
+    chunk_index: int
+    ok: bool
+    frames: int = 0
+    attempts: int = 1
+    worker: str | None = None
+    seconds: float = 0.0
+    skipped: bool = False
+    error: str | None = None
+
+    @classmethod
+    def from_status(cls, status: ChunkStatus) -> ChunkResult:
+        return cls(status.chunk_index, status.ok, status.frames, 1, status.worker,
+                   round(status.finished_at - status.started_at, 3), status.skipped, status.error)
+
+    @classmethod
+    def from_marker(cls, chunk_index: int, marker: CommitMarker) -> ChunkResult:
+        return cls(chunk_index, True, marker.frames, 0, marker.worker, 0.0, True, None)
+
+
+@dataclass(frozen=True)
+class JobSummary:
+    """The report of one job run: the plan's job facts plus what the run did (flows return ``as_dict()``)."""
+
+    job: dict[str, Any]
+    chunks: int
+    chunks_resumed: int
+    retried_chunks: int
+    workers: list[str]
+    seconds: float
+    output_sha256: str
+    output_frames_per_second: float | None
+    stage_seconds: dict[str, float]  # where the actors' time went: the stage to speed up
+
+    def as_dict(self) -> dict[str, Any]:
+        record = asdict(self)
+        return {**record.pop("job"), **record}
 
 
 STATUS_SCHEMA = pa.schema(

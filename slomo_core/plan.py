@@ -19,8 +19,8 @@ from slomo_core.errors import ConfigError, InputError
 from slomo_core.keys import absolute_location, check_name, refuse_same_object
 from slomo_core.manifest import ChunkSpec
 from slomo_core.scene import DEFAULT_THRESHOLD
-from slomo_core.storage import StorageOptions, identity, join, localize
-from slomo_core.timing import TAIL_POLICY, OutputTimeline, RateSpec
+from slomo_core.storage import ObjectIdentity, StorageOptions, exists, identity, join, localize
+from slomo_core.timestamps import TAIL_POLICY, OutputTimeline, RateSpec
 from slomo_core.video.audio import AUDIO_MODES
 from slomo_core.video.encode import EncoderSettings
 from slomo_core.video.probe import probe, read_frame_index
@@ -92,6 +92,22 @@ class JobLayout:
         self.manifest = join(work_uri, "manifest.parquet")
         self.done = join(work_uri, "DONE.json")
 
+    @classmethod
+    def for_job(cls, source_uri: str, source: ObjectIdentity, output_uri: str, work_root: str,
+                settings: JobSettings, chunk_length: ChunkLength) -> JobLayout:
+        """The one derivation of a job's identity: planning, progress display and "already converted?"
+        checks all call this, so they always agree on the job id."""
+        job_id = job_id_for(source_uri, source.etag, source.size, output_uri, settings, chunk_length)
+        return cls(join(work_root, check_name(job_id, "job id")))
+
+    @property
+    def job_id(self) -> str:
+        return self.work_uri.rstrip("/").rsplit("/", 1)[-1]
+
+    @property
+    def commits(self) -> str:
+        return join(self.work_uri, "commits")
+
     def segment(self, chunk_index: int, attempt: str) -> str:
         return join(self.work_uri, "segments", f"chunk-{chunk_index:05d}", check_name(f"{attempt}.mp4", "attempt"))
 
@@ -102,16 +118,16 @@ class JobLayout:
         return join(self.work_uri, "status", check_name(f"chunk-{chunk_index:05d}-{attempt}.parquet", "attempt"))
 
 
-def chunk_boundaries(pair_count: int, keyframes: Sequence[int], length: int | None) -> list[tuple[int, int]]:
-    """Pair ranges [s, e) covering 0..pair_count, about ``length`` pairs each, snapped to keyframes."""
+def chunk_boundaries(pair_count: int, keyframes: Sequence[int], pairs_per_chunk: int | None) -> list[tuple[int, int]]:
+    """Pair ranges [s, e) covering 0..pair_count, about ``pairs_per_chunk`` pairs each, snapped to keyframes."""
     if pair_count < 1:
         raise ConfigError("a job needs at least one pair of frames")
-    if length is None or length >= pair_count:
+    if pairs_per_chunk is None or pairs_per_chunk >= pair_count:
         return [(0, pair_count)]
     keys = sorted(k for k in keyframes if 0 < k < pair_count)
-    slack = length // 4
+    slack = pairs_per_chunk // 4
     starts = [0]
-    target = length
+    target = pairs_per_chunk
     while target < pair_count:
         choice = target
         lo = bisect.bisect_left(keys, target - slack)
@@ -121,17 +137,18 @@ def chunk_boundaries(pair_count: int, keyframes: Sequence[int], length: int | No
         if choice >= pair_count:
             break
         starts.append(choice)
-        target = choice + length
+        target = choice + pairs_per_chunk
     ends = starts[1:] + [pair_count]
     return list(zip(starts, ends))
 
 
 def job_id_for(source_uri: str, source_etag: str, source_size: int, output_uri: str, settings: JobSettings,
-               length: ChunkLength) -> str:
+               chunk_length: ChunkLength) -> str:
+    """A hash of the source identity, the output and every setting (see JobLayout.for_job)."""
     source_uri, output_uri = absolute_location(source_uri), absolute_location(output_uri)
     payload = json.dumps(
         {"source": [source_uri, source_etag, source_size], "output": output_uri,
-         "settings": asdict(settings), "chunks": asdict(length)},
+         "settings": asdict(settings), "chunks": asdict(chunk_length)},
         sort_keys=True, default=str,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
@@ -149,14 +166,14 @@ def plan_job(
     output_uri: str,
     work_root: str,
     settings: JobSettings,
-    length: ChunkLength = ChunkLength(),
+    chunk_length: ChunkLength = ChunkLength(),
     *,
     cache_dir: str,
     options: StorageOptions | None = None,
 ) -> Plan:
     """Probe the source and describe every chunk; nothing is written here (see write_manifest)."""
     settings.validate()
-    length.validate()
+    chunk_length.validate()
     refuse_same_object(source_uri, output_uri, options)
     source_uri, output_uri, work_root = (absolute_location(u) for u in (source_uri, output_uri, work_root))
     source_id = identity(source_uri, options)
@@ -167,9 +184,9 @@ def plan_job(
     if len(pts) < 2:
         raise InputError(f"{source_uri}: has {len(pts)} video frame(s); interpolation needs at least 2")
     full = OutputTimeline(settings.spec, pts, info.time_base)
-    job_id = job_id_for(source_uri, source_id.etag, source_id.size, output_uri, settings, length)
-    layout = JobLayout(join(work_root, check_name(job_id, "job id")))
-    ranges = chunk_boundaries(len(pts) - 1, index.keyframes, length.in_pairs(pts, info.time_base))
+    layout = JobLayout.for_job(source_uri, source_id, output_uri, work_root, settings, chunk_length)
+    job_id = layout.job_id
+    ranges = chunk_boundaries(len(pts) - 1, index.keyframes, chunk_length.in_pairs(pts, info.time_base))
     rate_hint = full.nominal_rate(info.average_rate)
     chunks = []
     for n, (s, e) in enumerate(ranges):
@@ -205,3 +222,22 @@ def plan_job(
         "stretch": settings.spec.stretch,
     }
     return Plan(chunks, job, layout)
+
+
+def default_work_root(output_uri: str) -> str:
+    """Job state lives beside the outputs (same bucket or disk), under a hidden folder."""
+    parent = output_uri.rsplit("/", 1)[0] if "/" in output_uri else "."
+    return join(parent, ".slomo-work")
+
+
+def job_layout_for(source_uri: str, output_uri: str, work_root: str, settings: JobSettings, chunk_length: ChunkLength,
+                   options: StorageOptions | None) -> JobLayout:
+    """Where the job of exactly these settings keeps its state; needs no probing (a HEAD of the source)."""
+    return JobLayout.for_job(source_uri, identity(source_uri, options), output_uri, work_root, settings, chunk_length)
+
+
+def is_converted(source_uri: str, output_uri: str, work_root: str, settings: JobSettings, chunk_length: ChunkLength,
+                 options: StorageOptions | None) -> bool:
+    """True when the job of exactly these settings finished (its DONE marker) and its output exists."""
+    done = job_layout_for(source_uri, output_uri, work_root, settings, chunk_length, options).done
+    return exists(done, options) and exists(output_uri, options)

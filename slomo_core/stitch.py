@@ -11,16 +11,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
-from slomo_core.chunk_worker import committed_segment
+from slomo_core.chunk_attempt import committed_segment
 from slomo_core.errors import InputError, OutputError, SlomoError
 from slomo_core.keys import refuse_same_object
-from slomo_core.manifest import ChunkSpec
+from slomo_core.manifest import ChunkSpec, DoneRecord
 from slomo_core.plan import JobLayout
 from slomo_core.scratch import scratch_dir
-from slomo_core.storage import (
-    ObjectIdentity, StorageOptions, download, exists, file_sha256, localize, read_json, upload, write_json,
-)
-from slomo_core.timing import OutputTimeline
+from slomo_core.storage import ObjectIdentity, StorageOptions, download, exists, file_sha256, localize, upload
+from slomo_core.timestamps import OutputTimeline
 from slomo_core.video.mux import finalize
 from slomo_core.video.probe import probe, read_frame_timestamps
 
@@ -68,8 +66,8 @@ def stitch_job(
     head = chunks[0]
     layout = JobLayout(head.work_uri)
     if exists(layout.done, options) and exists(head.output_uri, options):
-        done = read_json(layout.done, options)
-        return StitchReport(head.job_id, head.output_uri, done["frames"], done["sha256"], already_done=True)
+        done = DoneRecord.read(layout.done, options)
+        return StitchReport(head.job_id, head.output_uri, done.frames, done.sha256, already_done=True)
     markers = {c.chunk_index: committed_segment(c, options) for c in chunks}
     missing = [i for i, m in markers.items() if m is None]
     if missing:
@@ -80,9 +78,9 @@ def stitch_job(
         for chunk in sorted(chunks, key=lambda c: c.chunk_index):
             marker = markers[chunk.chunk_index]
             local = os.path.join(tmp, f"{chunk.chunk_id}.mp4")
-            download(marker["segment_uri"], local, options)
-            if file_sha256(local) != marker["sha256"]:
-                raise InputError(f"{marker['segment_uri']}: segment does not match its committed sha256")
+            download(marker.segment_uri, local, options)
+            if file_sha256(local) != marker.sha256:
+                raise InputError(f"{marker.segment_uri}: segment does not match its committed sha256")
             parts.append(local)
         extension = os.path.splitext(head.output_uri)[1].lower() or ".mp4"
         output = os.path.join(tmp, "output" + extension)
@@ -92,6 +90,5 @@ def stitch_job(
         digest = file_sha256(output)
         refuse_same_object(head.source_uri, head.output_uri, options)  # checked at planning; again right before
         upload(output, head.output_uri, options)
-    write_json(layout.done, {"job_id": head.job_id, "output_uri": head.output_uri, "frames": len(expected),
-                             "sha256": digest}, options)
+    DoneRecord(head.job_id, head.output_uri, len(expected), digest).write(layout.done, options)
     return StitchReport(head.job_id, head.output_uri, len(expected), digest)

@@ -7,22 +7,24 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, replace
 from typing import Any
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 
-from slomo_core.chunk_worker import committed_segment
+from slomo_core.chunk_attempt import committed_segment
 from slomo_core.errors import OutputError, SlomoError
-from slomo_core.manifest import ChunkSpec, write_manifest
-from slomo_core.plan import ChunkLength, JobLayout, JobSettings, Plan, job_id_for, plan_job
+from slomo_core.interp.factory import ModelSpec
+from slomo_core.manifest import ChunkResult, ChunkSpec, DoneRecord, JobSummary, write_manifest
+from slomo_core.plan import Plan, plan_job
 from slomo_core.scratch import scratch_dir, sweep_stale
+from slomo_core.settings import ConversionSettings, PoolSettings
 from slomo_core.stitch import StitchReport, stitch_job
-from slomo_core.storage import StorageOptions, exists, identity, join, read_json
-from tasks.chunk_workers import ChunkWorkerFactory, ModelSpec
-from tasks.pool import ItemResult, PoolSettings, ensure_ray, run_pool, start_local_ray
+from slomo_core.storage import exists
+from tasks.chunk_workers import ChunkWorkerFactory
+from tasks.pool import ItemResult, ensure_ray, run_pool, start_local_ray
 
 log = logging.getLogger(__name__)
 
@@ -43,33 +45,15 @@ def connect_ray(ray_address: str | None) -> None:
         start_local_ray(include_dashboard=False, object_store_memory=256 * 1024 * 1024)
 
 
-def default_work_root(output_uri: str) -> str:
-    """Job state lives beside the outputs (same bucket or disk), under a hidden folder."""
-    parent = output_uri.rsplit("/", 1)[0] if "/" in output_uri else "."
-    return join(parent, ".slomo-work")
-
-
-def job_layout_for(source_uri: str, output_uri: str, work_root: str, settings: JobSettings, length: ChunkLength,
-                   options: StorageOptions | None) -> JobLayout:
-    """Where the job of exactly these settings keeps its state; needs no probing (a HEAD of the source)."""
-    ident = identity(source_uri, options)
-    return JobLayout(join(work_root, job_id_for(source_uri, ident.etag, ident.size, output_uri, settings, length)))
-
-
-def is_converted(source_uri: str, output_uri: str, work_root: str, settings: JobSettings, length: ChunkLength,
-                 options: StorageOptions | None) -> bool:
-    done = job_layout_for(source_uri, output_uri, work_root, settings, length, options).done
-    return exists(done, options) and exists(output_uri, options)
-
-
 @task(name="plan", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
-def plan_task(source_uri: str, output_uri: str, work_root: str, settings: JobSettings, length: ChunkLength,
-              options: dict | None, overwrite: bool) -> Plan:
+def plan_task(source_uri: str, output_uri: str, settings: ConversionSettings, options: dict | None,
+              overwrite: bool) -> Plan:
     """Probe, plan and write the manifest (an identical existing one means a resumed run). First, remove the
     scratch folders killed runs left in this machine's temp dir (actors do the same on their nodes)."""
     sweep_stale()
     with scratch_dir("slomo-plan-") as cache:
-        plan = plan_job(source_uri, output_uri, work_root, settings, length, cache_dir=cache, options=options)
+        plan = plan_job(source_uri, output_uri, settings.work_root(output_uri), settings.job_settings(),
+                        settings.chunk_length, cache_dir=cache, options=options)
     done = exists(plan.layout.done, options)
     if exists(output_uri, options) and not done and not overwrite:
         raise OutputError(f"{output_uri}: already exists (pass --overwrite to replace it)")
@@ -79,34 +63,21 @@ def plan_task(source_uri: str, output_uri: str, work_root: str, settings: JobSet
     return plan
 
 
-@dataclass(frozen=True)
-class ChunkOutcome:
-    chunk_index: int
-    ok: bool
-    frames: int
-    attempts: int
-    worker: str | None
-    seconds: float
-    skipped: bool
-    error: str | None
-
-
-def _outcome(chunk: ChunkSpec, result: ItemResult) -> ChunkOutcome:
-    value = result.value or {}
-    if result.ok and value.get("ok"):
-        return ChunkOutcome(chunk.chunk_index, True, value["frames"], result.attempts, result.worker,
-                            round(value["finished_at"] - value["started_at"], 3), bool(value.get("skipped")), None)
-    error = result.error or value.get("final_error") or "unknown failure"
-    return ChunkOutcome(chunk.chunk_index, False, 0, result.attempts, result.worker, 0.0, False, error)
+def _settled(chunk: ChunkSpec, item: ItemResult) -> ChunkResult:
+    """The worker's ChunkResult with the pool's attempt count, or the pool's error when no worker returned one."""
+    if item.ok and isinstance(item.value, ChunkResult):
+        return replace(item.value, attempts=item.attempts, worker=item.worker or item.value.worker)
+    return ChunkResult(chunk.chunk_index, False, attempts=item.attempts, worker=item.worker,
+                       error=item.error or "unknown failure")
 
 
 @task(name="interpolate", cache_policy=NO_CACHE)
 def interpolate_task(plans: Sequence[Plan], model: ModelSpec, pool: PoolSettings, ray_address: str | None,
-                     options: dict | None) -> list[list[ChunkOutcome]]:
+                     options: dict | None) -> list[list[ChunkResult]]:
     """Run every uncommitted chunk of every plan on one actor pool (the model loads once per actor for
     the whole group, and short videos do not leave actors idle); a live progress artifact for the group
     and a chunk table per job. Returns each plan's outcomes in chunk order."""
-    outcomes: list[dict[int, ChunkOutcome]] = [{} for _ in plans]
+    outcomes: list[dict[int, ChunkResult]] = [{} for _ in plans]
     pending: dict[str, tuple[int, ChunkSpec]] = {}
     for n, plan in enumerate(plans):
         for chunk in plan.chunks:
@@ -114,17 +85,16 @@ def interpolate_task(plans: Sequence[Plan], model: ModelSpec, pool: PoolSettings
             if marker is None:
                 pending[f"{plan.job['job_id']}/{chunk.chunk_id}"] = (n, chunk)
             else:
-                outcomes[n][chunk.chunk_index] = ChunkOutcome(chunk.chunk_index, True, marker["frames"], 0,
-                                                              marker.get("worker"), 0.0, True, None)
+                outcomes[n][chunk.chunk_index] = ChunkResult.from_marker(chunk.chunk_index, marker)
     total = sum(len(plan.chunks) for plan in plans)
     what = f"job {plans[0].job['job_id']}" if len(plans) == 1 else f"{len(plans)} jobs"
     committed = total - len(pending)
     progress_id = create_progress_artifact(progress=100.0 * committed / max(1, total), key="chunk-progress",
                                            description=f"chunks committed of {what}")
 
-    def settle(result: ItemResult) -> ChunkOutcome:
+    def settle(result: ItemResult) -> ChunkResult:
         n, chunk = pending[result.key]
-        outcome = outcomes[n][chunk.chunk_index] = _outcome(chunk, result)
+        outcome = outcomes[n][chunk.chunk_index] = _settled(chunk, result)
         return outcome
 
     if pending:
@@ -135,7 +105,7 @@ def interpolate_task(plans: Sequence[Plan], model: ModelSpec, pool: PoolSettings
             outcome = settle(result)
             committed += outcome.ok
             update_progress_artifact(progress_id, progress=100.0 * committed / total)
-            log.info("%s: %s", result.key, "ok" if outcome.ok else result.error)
+            log.info("%s: %s", result.key, "ok" if outcome.ok else outcome.error)
 
         items = [(key, asdict(chunk)) for key, (_, chunk) in pending.items()]
         for result in run_pool(items, ChunkWorkerFactory(model, options), pool, on_result=on_result):
@@ -151,7 +121,7 @@ def interpolate_task(plans: Sequence[Plan], model: ModelSpec, pool: PoolSettings
 
 
 @task(name="stitch", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
-def stitch_task(plan: Plan, outcomes: Sequence[ChunkOutcome], options: dict | None) -> StitchReport:
+def stitch_task(plan: Plan, outcomes: Sequence[ChunkResult], options: dict | None) -> StitchReport:
     failed = [o for o in outcomes if not o.ok]
     if failed:
         listed = "; ".join(f"chunk {o.chunk_index} (frames {plan.chunks[o.chunk_index].first_frame}-"
@@ -165,29 +135,27 @@ def stage_totals(chunks: Sequence[ChunkSpec], options: dict | None) -> dict[str,
     """Busy seconds per stage summed over the committed chunks (each marker records its attempt's)."""
     totals: dict[str, float] = {}
     for chunk in chunks:
-        marker = committed_segment(chunk, options) or {}
-        for stage, value in marker.get("stage_seconds", {}).items():
+        marker = committed_segment(chunk, options)
+        for stage, value in (marker.stage_seconds if marker else {}).items():
             totals[stage] = round(totals.get(stage, 0.0) + float(value), 3)
     return totals
 
 
 @task(name="report", cache_policy=NO_CACHE)
-def report_task(plan: Plan, outcomes: Sequence[ChunkOutcome], stitched: StitchReport, seconds: float,
+def report_task(plan: Plan, outcomes: Sequence[ChunkResult], stitched: StitchReport, seconds: float,
                 options: dict | None) -> dict[str, Any]:
-    done = read_json(plan.layout.done, options)
-    workers = sorted({o.worker for o in outcomes if o.worker})
-    summary = {
-        **plan.job,
-        "chunks": len(outcomes),
-        "chunks_resumed": sum(o.skipped for o in outcomes),
-        "retried_chunks": sum(o.attempts > 1 for o in outcomes),
-        "workers": workers,
-        "seconds": round(seconds, 2),
-        "output_sha256": done["sha256"],
-        "output_frames_per_second": round(stitched.frames / seconds, 2) if seconds > 0 else None,
-        # where the actors' time went (decode, scene, model, encode, download, upload): the stage to speed up
-        "stage_seconds": stage_totals(plan.chunks, options),
-    }
+    done = DoneRecord.read(plan.layout.done, options)
+    summary = JobSummary(
+        job=plan.job,
+        chunks=len(outcomes),
+        chunks_resumed=sum(o.skipped for o in outcomes),
+        retried_chunks=sum(o.attempts > 1 for o in outcomes),
+        workers=sorted({o.worker for o in outcomes if o.worker}),
+        seconds=round(seconds, 2),
+        output_sha256=done.sha256,
+        output_frames_per_second=round(stitched.frames / seconds, 2) if seconds > 0 else None,
+        stage_seconds=stage_totals(plan.chunks, options),
+    ).as_dict()
     lines = "\n".join(f"| {k} | {v} |" for k, v in summary.items())
     create_markdown_artifact(markdown=f"## slomo job {plan.job['job_id']}\n\n| field | value |\n|---|---|\n{lines}\n",
                              key="job-report", description=f"{plan.job['source_uri']} -> {plan.job['output_uri']}")

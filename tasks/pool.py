@@ -16,8 +16,8 @@ attempt is counted per item across actors:
 - a ``worker_factory`` that fails in several consecutive actor starts (corrupt weights, no GPU)
   raises :class:`PoolStartError` instead of looping forever.
 
-Ray is never initialised here (see :func:`ensure_ray`); the pool's actors are always killed when
-:func:`run_pool` returns or raises.
+:func:`run_pool` needs an initialised Ray: :func:`ensure_ray` is the one place that connects to or starts
+one. The pool's actors are always killed when :func:`run_pool` returns or raises.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ import ray
 import ray.exceptions
 
 from slomo_core.errors import SlomoError
+from slomo_core.settings import PoolSettings
 
 log = logging.getLogger(__name__)
 
@@ -45,37 +46,6 @@ _CLOSE_TIMEOUT_S = 5.0
 
 class PoolStartError(SlomoError):
     """No actor could be started: the worker factory keeps failing, or resources never appear."""
-
-
-@dataclass(frozen=True)
-class PoolSettings:
-    """How many actors, what each reserves, and how hard to retry.
-
-    ``num_gpus_per_worker=None`` means one GPU per actor when the cluster has any, else none, so the
-    same settings work on a laptop and on a GPU cluster.
-    ``max_start_failures``: consecutive failed actor starts (factory raised, actor died while
-    starting) after which the run is abandoned with :class:`PoolStartError`.
-    ``start_timeout_s``: how long to wait for the *first* actor to come up (e.g. resources that the
-    cluster does not have); extra actors that stay pending while others work are harmless.
-    """
-
-    workers: int = 1
-    num_gpus_per_worker: float | None = None
-    num_cpus_per_worker: float = 1.0
-    max_attempts: int = 3
-    retry_on_other_actor: bool = True
-    max_start_failures: int = 3
-    start_timeout_s: float | None = 600.0
-
-    def __post_init__(self) -> None:
-        if self.workers < 1:
-            raise ValueError(f"workers must be >= 1, got {self.workers}")
-        if self.max_attempts < 1:
-            raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}")
-        if self.max_start_failures < 1:
-            raise ValueError(f"max_start_failures must be >= 1, got {self.max_start_failures}")
-        if self.num_cpus_per_worker < 0 or (self.num_gpus_per_worker or 0) < 0:
-            raise ValueError("per-worker resources must be >= 0")
 
 
 @dataclass(frozen=True)

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import math
-import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from quality import (
+from bench.quality import (
     Group,
     blend_method,
     dis_warp_average,
@@ -28,7 +25,6 @@ from quality import (
     texture,
     with_scene_cuts,
 )
-
 from slomo_core.interp.dis import DISInterpolator
 
 

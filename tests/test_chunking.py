@@ -9,14 +9,14 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from slomo_core.chunk_worker import run_chunk
-from slomo_core.convert import ConvertOptions, convert_video
+from slomo_core.chunk_attempt import run_chunk
+from slomo_core.convert import ConvertOptions, convert_locally
 from slomo_core.errors import ConfigError, InputError
 from slomo_core.interp.dis import DISInterpolator
 from slomo_core.manifest import SCHEMA_VERSION, read_manifest, read_status, write_manifest
 from slomo_core.plan import ChunkLength, JobSettings, chunk_boundaries, plan_job
 from slomo_core.stitch import IncompleteJobError, stitch_job
-from slomo_core.timing import RateSpec
+from slomo_core.timestamps import RateSpec
 from slomo_core.video.decode import iter_frames
 from slomo_core.video.encode import EncoderSettings
 from slomo_core.video.probe import probe, read_frame_index
@@ -54,12 +54,12 @@ def gop4_clip(tmp_path_factory: pytest.TempPathFactory) -> str:
 def test_golden_any_chunking_equals_one_chunk(tmp_path: Path, gop4_clip: str, spec: RateSpec) -> None:
     dis = DISInterpolator()
     reference = tmp_path / "one.mp4"
-    convert_video(gop4_clip, str(reference), dis, ConvertOptions(spec, encoder=LOSSLESS))
+    convert_locally(gop4_clip, str(reference), dis, ConvertOptions(spec, encoder=LOSSLESS))
     ref_frames, ref_times = _decoded(reference)
     assert read_frame_index(gop4_clip).keyframes == [0, 4, 8]
     for frames_per_chunk in (1, 2, 3, 5):  # 1-pair chunks, and boundaries off the keyframes
         out = tmp_path / f"chunks{frames_per_chunk}.mp4"
-        report = convert_video(gop4_clip, str(out), dis,
+        report = convert_locally(gop4_clip, str(out), dis,
                                ConvertOptions(spec, encoder=LOSSLESS, chunk=ChunkLength(frames=frames_per_chunk)))
         assert report.chunks > 1
         frames, times = _decoded(out)
@@ -73,7 +73,7 @@ def test_ntsc_timestamps_survive_chunking(tmp_path: Path) -> None:
     pts = [i * 1001 for i in range(9)]
     src = make_clip(str(tmp_path / "ntsc.mp4"), moving_square_frames(9, 64, 48), pts, Fraction(1, 30000), gop_size=3)
     out = tmp_path / "ntsc_x2.mp4"
-    convert_video(src, str(out), DISInterpolator(), ConvertOptions(RateSpec("fps", factor=2), chunk=ChunkLength(frames=3)))
+    convert_locally(src, str(out), DISInterpolator(), ConvertOptions(RateSpec("fps", factor=2), chunk=ChunkLength(frames=3)))
     _, times = _decoded(out)
     assert times == [Fraction(k * 1001, 60000) for k in range(17)]
 

@@ -165,3 +165,31 @@ def test_archive_command(tmp_path: Path, capsys) -> None:
     assert len(read_frame_timestamps(str(tmp_path / "out" / "sub" / "b_x2.mp4"))) == 7
     assert main(argv) == 0
     assert "0 converted, 2 already done" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv,expect", [
+    (["convert", "in.mp4", "out.mp4", "--factor", "2", "--bogus"], "unrecognized arguments: --bogus"),
+    (["convert", "in.mp4", "out.mp4", "--codec", "mpeg2"], "invalid choice: 'mpeg2'"),
+    (["convert", "in.mp4"], "required: output"),
+])
+def test_option_error_is_one_line_without_usage(argv: list[str], expect: str, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("slomo: error: ") and "\n" not in err and "usage" not in err and expect in err, err
+
+
+@pytest.mark.parametrize("option,value,expect", [("--workers", "0", "--workers must be >= 1"),
+                                                 ("--chunk-seconds", "0", "--chunk-seconds must be > 0"),
+                                                 ("--gpus-per-worker", "-1", "--gpus-per-worker must be >= 0")])
+def test_bad_run_option_fails_before_any_work(tmp_path: Path, clip: str, capsys, option: str, value: str,
+                                              expect: str) -> None:
+    _fails(capsys, ["convert", clip, str(tmp_path / "o.mp4"), "--factor", "2", option, value], expect, code=2)
+
+
+def test_local_run_honours_the_chunk_length(tmp_path: Path, clip: str, capsys) -> None:
+    out = tmp_path / "out.mp4"
+    assert main(["convert", clip, str(out), "--factor", "2", "--chunk-frames", "2", "-q", "--local"]) == 0
+    assert "5 -> 9 frames with dis in 2 chunk(s)" in capsys.readouterr().out
+    assert len(read_frame_timestamps(str(out))) == 9

@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
 
+from bench.quality import texture  # the benchmark's synthetic clips are made of the same texture
 from slomo_core.errors import ConfigError, InputError
 from slomo_core.interp.base import PairRequest
 from slomo_core.interp.dis import DISInterpolator
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from quality import (
-    texture,  # the benchmark's synthetic clips are made of the same texture
-)
 
 H, W = 96, 128
 BIG = texture(0, H + 64, W + 64)

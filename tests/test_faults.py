@@ -15,9 +15,9 @@ from pathlib import Path
 import av
 import pytest
 
-from flows.convert import convert_video, job_inputs
-from slomo_core.plan import JobLayout, job_id_for
-from slomo_core.storage import identity, join
+from flows.convert import convert_video
+from slomo_core.plan import JobLayout
+from slomo_core.settings import ConversionSettings
 from slomo_core.video.probe import read_frame_timestamps
 from tasks.conversion import ChunksFailedError
 
@@ -29,9 +29,7 @@ PARAMS = {"factor": 2, "mode": "slowmo", "chunk_frames": 2}
 
 
 def _layout(source: str, output: str, params: dict) -> JobLayout:
-    settings, length, work_root = job_inputs(output, params)
-    ident = identity(source)
-    return JobLayout(join(work_root, job_id_for(source, ident.etag, ident.size, output, settings, length)))
+    return ConversionSettings(**params).layout_for(source, output)
 
 
 def _clip(tmp_path: Path, n: int = 9, size: tuple[int, int] = (64, 48), **kwargs) -> str:
@@ -60,7 +58,7 @@ def test_upload_failing_once_is_retried_on_another_actor(tmp_path: Path) -> None
 
     watcher = threading.Thread(target=unblock_after_first_failure, daemon=True)
     watcher.start()
-    summary = convert_video(src, out, workers=2, **PARAMS)
+    summary = convert_video(src, out, ConversionSettings(workers=2, **PARAMS))
     watcher.join(timeout=5)
     assert summary["retried_chunks"] == 1 and summary["output_frames"] == 17
     assert len(read_frame_timestamps(out)) == 17
@@ -71,12 +69,12 @@ def test_permanent_upload_failure_names_the_chunk_and_rerun_completes(tmp_path: 
     layout = _layout(src, out, PARAMS)
     blocker = _block_segment_folder(layout, 2)
     with pytest.raises(ChunksFailedError, match=r"1 chunk\(s\) failed: chunk 2 \(frames 4-6\)"):
-        convert_video(src, out, workers=2, **PARAMS)
+        convert_video(src, out, ConversionSettings(workers=2, **PARAMS))
     assert not os.path.exists(out)
     committed = sorted(p.name for p in (Path(layout.work_uri) / "commits").iterdir())
     assert committed == ["chunk-00000.json", "chunk-00001.json", "chunk-00003.json"]
     blocker.unlink()
-    summary = convert_video(src, out, workers=2, **PARAMS)
+    summary = convert_video(src, out, ConversionSettings(workers=2, **PARAMS))
     assert summary["chunks_resumed"] == 3 and summary["chunks"] == 4
     assert len(read_frame_timestamps(out)) == 17
 
@@ -115,7 +113,7 @@ def test_actor_killed_mid_chunk_is_replaced(tmp_path: Path) -> None:
 
     watcher = threading.Thread(target=kill_actors_after_first_commit, daemon=True)
     watcher.start()
-    summary = convert_video(src, out, workers=2, **params)
+    summary = convert_video(src, out, ConversionSettings(workers=2, **params))
     watcher.join(timeout=5)
     assert killed, "no actor process found to kill"
     assert summary["retried_chunks"] >= 1
@@ -142,7 +140,7 @@ def test_corrupt_chunk_in_the_middle_is_reported_exactly(tmp_path: Path) -> None
     out = str(tmp_path / "out.mp4")
     layout = _layout(src, out, PARAMS)
     with pytest.raises(ChunksFailedError) as failure:
-        convert_video(src, out, workers=2, **PARAMS)
+        convert_video(src, out, ConversionSettings(workers=2, **PARAMS))
     message = str(failure.value)
     assert "1 chunk(s) failed: chunk 2 (frames 4-6)" in message and "decode error at frame 5" in message
     committed = sorted(p.name for p in (Path(layout.work_uri) / "commits").iterdir())

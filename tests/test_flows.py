@@ -9,6 +9,7 @@ import pytest
 import s3fs
 
 from flows.convert import convert_video
+from slomo_core.settings import ConversionSettings
 from slomo_core.storage import download, upload
 from slomo_core.video.probe import probe, read_frame_timestamps
 
@@ -22,8 +23,8 @@ def test_convert_flow_s3_in_s3_out(tmp_path: Path, s3_bucket) -> None:
     src = make_clip(str(tmp_path / "in.mp4"), moving_square_frames(13, 64, 48), list(range(13)), Fraction(1, 12),
                     audio=True, gop_size=4)
     upload(src, f"{bucket}/in/clip.mp4", options)
-    summary = convert_video(f"{bucket}/in/clip.mp4", f"{bucket}/out/clip_x2.mp4", factor=2, mode="fps",
-                            chunk_frames=4, workers=2, storage_options=options)
+    summary = convert_video(f"{bucket}/in/clip.mp4", f"{bucket}/out/clip_x2.mp4",
+                            ConversionSettings(factor=2, mode="fps", chunk_frames=4, workers=2), storage_options=options)
     assert summary["chunks"] == 3 and summary["output_frames"] == 25 and summary["chunks_resumed"] == 0
     stages = summary["stage_seconds"]  # summed from the three commit markers, shown in the job report
     assert {"download", "decode", "scene", "model", "encode", "upload"} <= set(stages) and stages["model"] > 0
@@ -34,8 +35,8 @@ def test_convert_flow_s3_in_s3_out(tmp_path: Path, s3_bucket) -> None:
     work = f"{bucket[5:]}/out/.slomo-work/{summary['job_id']}"
     assert fs.exists(f"{work}/manifest.parquet") and fs.exists(f"{work}/DONE.json")
     assert len(fs.ls(f"{work}/commits")) == 3 and len(fs.ls(f"{work}/status")) == 3
-    again = convert_video(f"{bucket}/in/clip.mp4", f"{bucket}/out/clip_x2.mp4", factor=2, mode="fps",
-                          chunk_frames=4, workers=2, storage_options=options)
+    again = convert_video(f"{bucket}/in/clip.mp4", f"{bucket}/out/clip_x2.mp4",
+                          ConversionSettings(factor=2, mode="fps", chunk_frames=4, workers=2), storage_options=options)
     assert again["chunks_resumed"] == 3 and again["job_id"] == summary["job_id"]
 
 
@@ -48,16 +49,19 @@ def test_archive_flow_twice_converts_each_video_once(tmp_path: Path, s3_bucket) 
                         Fraction(1, 25))
         upload(src, f"{bucket}/archive/{name}", options)
     upload(str(tmp_path / "v0.mp4"), f"{bucket}/archive/notes.txt", options)  # not matched by the pattern
-    first = convert_archive(f"{bucket}/archive", f"{bucket}/slow", factor=2, workers=2, storage_options=options)
+    first = convert_archive(f"{bucket}/archive", f"{bucket}/slow", ConversionSettings(factor=2, workers=2),
+                            storage_options=options)
     assert sorted(r["status"] for r in first) == ["converted"] * 3
     fs = s3fs.S3FileSystem(**options)
     outputs = sorted(p for p in fs.find(f"{bucket[5:]}/slow") if p.endswith(".mp4") and "/.slomo-work/" not in p)
     assert outputs == [f"{bucket[5:]}/slow/{n}" for n in ("a.mp4", "day1/b.mp4", "day2/c.mp4")]
-    second = convert_archive(f"{bucket}/archive", f"{bucket}/slow", factor=2, workers=2, storage_options=options)
+    second = convert_archive(f"{bucket}/archive", f"{bucket}/slow", ConversionSettings(factor=2, workers=2),
+                            storage_options=options)
     assert sorted(r["status"] for r in second) == ["skipped (done)"] * 3
     # A new video arrives: only it is converted.
     upload(str(tmp_path / "v1.mp4"), f"{bucket}/archive/day3/d.mp4", options)
-    third = convert_archive(f"{bucket}/archive", f"{bucket}/slow", factor=2, workers=2, storage_options=options)
+    third = convert_archive(f"{bucket}/archive", f"{bucket}/slow", ConversionSettings(factor=2, workers=2),
+                            storage_options=options)
     assert sorted(r["status"] for r in third) == ["converted"] + ["skipped (done)"] * 3
 
 
@@ -69,14 +73,15 @@ def test_backfill_by_name_range_in_groups(tmp_path: Path) -> None:
         folder.mkdir(parents=True)
         make_clip(str(folder / "cam.mp4"), moving_square_frames(4, 48, 32), list(range(4)), Fraction(1, 25))
     rows = backfill(str(tmp_path / "out"), input_prefix=str(tmp_path / "cams"), start_at="2026-11-02",
-                    end_before="2026-11-04", videos_per_pool=1, factor=2)
+                    end_before="2026-11-04", videos_per_pool=1, settings=ConversionSettings(factor=2))
     assert sorted(Path(r["output"]).parent.name for r in rows) == ["2026-11-02", "2026-11-03"]
     assert all(r["status"] == "converted" for r in rows)
     explicit = backfill(str(tmp_path / "out"), sources=[str(tmp_path / "cams" / "2026-11-02" / "cam.mp4"),
-                                                        str(tmp_path / "cams" / "2026-11-04" / "cam.mp4")], factor=2)
+                                                        str(tmp_path / "cams" / "2026-11-04" / "cam.mp4")],
+                        settings=ConversionSettings(factor=2))
     assert sorted(r["status"] for r in explicit) == ["converted", "skipped (done)"]
     with pytest.raises(ValueError, match="either sources or input_prefix"):
-        backfill(str(tmp_path / "out"), factor=2)
+        backfill(str(tmp_path / "out"), ConversionSettings(factor=2))
 
 
 def test_archive_group_shares_one_pool_and_a_bad_video_fails_alone(tmp_path: Path) -> None:
@@ -91,7 +96,7 @@ def test_archive_group_shares_one_pool_and_a_bad_video_fails_alone(tmp_path: Pat
                   Fraction(1, 25), gop_size=4)
     (archive / "broken.mp4").write_text("not a video")
     with pytest.raises(RuntimeError, match="1 of 4 video"):
-        convert_archive(str(archive), str(tmp_path / "slow"), factor=2, workers=2, chunk_frames=4)
+        convert_archive(str(archive), str(tmp_path / "slow"), ConversionSettings(factor=2, workers=2, chunk_frames=4))
     assert sorted(p.name for p in (tmp_path / "slow").glob("*.mp4")) == ["v0.mp4", "v1.mp4", "v2.mp4"]
     markers = list((tmp_path / "slow" / ".slomo-work").glob("*/commits/*.json"))
     assert len(markers) == 6  # 3 videos x 2 chunks

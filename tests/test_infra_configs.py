@@ -36,8 +36,8 @@ INFRA_README = INFRA / "README.md"
 
 POOL = "slomo-gpu"
 FLOW_FILE = ROOT / "flows" / "archive.py"
-FLOW_PARAMETERS = {"input_prefix", "output_prefix", "factor", "mode", "model", "workers", "gpus_per_worker", "ray_address",
-                   "videos_per_pool"}
+FLOW_PARAMETERS = {"input_prefix", "output_prefix", "videos_per_pool", "settings"}
+SETTINGS = {"factor", "mode", "model", "workers", "gpus_per_worker", "ray_address"}
 DEPLOYMENTS = {"convert-archive": "flows/archive.py:convert_archive", "backfill": "flows/archive.py:backfill"}
 # Commands that fetch software; none may run when a node starts (everything is in the image).
 DOWNLOADERS = re.compile(r"\b(pip3?|uv|conda|mamba|apt(-get)?|yum|dnf|curl|wget|git)\b")
@@ -178,6 +178,7 @@ def test_prefect_yaml_loads_with_prefects_model(prefect_config):
         assert deployment.entrypoint == DEPLOYMENTS[deployment.name]
         assert deployment.work_pool is not None and deployment.work_pool.name == POOL
         assert set(deployment.parameters) == FLOW_PARAMETERS, deployment.name
+        assert set(deployment.parameters["settings"]) == SETTINGS, deployment.name
     import prefect
 
     assert prefect_config["prefect-version"] == prefect.__version__
@@ -271,12 +272,33 @@ def test_prefect_parameter_values_are_cli_values(prefect_config):
     convert = next(a for a in build_parser()._actions if a.dest == "command").choices["convert"]
     choices = {a.dest: a.choices for a in convert._actions if a.choices}
     for deployment in prefect_config["deployments"]:
-        parameters = deployment["parameters"]
+        parameters = deployment["parameters"]["settings"]
         assert parameters["mode"] in choices["mode"]
         assert parameters["model"] in choices["model"]
         assert isinstance(parameters["factor"], int) and parameters["factor"] >= 2
         assert isinstance(parameters["workers"], int) and parameters["workers"] >= 1
         assert parameters["ray_address"] == "auto" or parameters["ray_address"].startswith("ray://")
+
+
+def test_prefect_parameters_validate_against_the_flows(prefect_config):
+    """Prefect's own parameter validation, as a deployment run does it: the settings mapping becomes the
+    flows' ConversionSettings, `-p settings='{"factor": 8}'` replaces it, and a bad value is refused."""
+    from prefect.exceptions import ParameterTypeError
+
+    import flows.archive
+    from slomo_core.settings import ConversionSettings
+
+    for deployment in prefect_config["deployments"]:
+        flow = getattr(flows.archive, deployment["entrypoint"].partition(":")[2])
+        validated = flow.validate_parameters(deployment["parameters"])
+        assert isinstance(validated["settings"], ConversionSettings)
+        assert validated["settings"].factor == deployment["parameters"]["settings"]["factor"]
+        override = flow.validate_parameters({**deployment["parameters"], "settings": json.loads('{"factor": 8}')})
+        assert override["settings"].factor == 8 and override["settings"].workers == 1
+        with pytest.raises(ParameterTypeError, match="factor"):
+            flow.validate_parameters({**deployment["parameters"], "settings": {"factor": 1}})
+        with pytest.raises(ParameterTypeError, match="facter"):
+            flow.validate_parameters({**deployment["parameters"], "settings": {"facter": 4}})
 
 
 # ---------------------------------------------------------------------------------------------------------

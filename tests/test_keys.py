@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import s3fs
-from clips import make_clip, moving_square_frames
 
 from flows.cli import main
 from slomo_core.errors import OutputError
@@ -24,7 +23,9 @@ from slomo_core.keys import (
 )
 from slomo_core.plan import ChunkLength, JobLayout, JobSettings, plan_job
 from slomo_core.storage import identity, upload
-from slomo_core.timing import RateSpec
+from slomo_core.timestamps import RateSpec
+
+from clips import make_clip, moving_square_frames
 
 
 def test_relative_local_prefix_from_inside_the_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

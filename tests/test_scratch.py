@@ -13,9 +13,9 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
-from clips import make_clip, moving_square_frames, truncate_file
 
 from flows.cli import main
+from slomo_core.interp.factory import ModelSpec
 from slomo_core.scratch import (
     OWNER_FILE,
     is_stale,
@@ -24,7 +24,9 @@ from slomo_core.scratch import (
     scratch_dir,
     sweep_stale,
 )
-from tasks.chunk_workers import ChunkWorker, ModelSpec
+from tasks.chunk_workers import ChunkWorker
+
+from clips import make_clip, moving_square_frames, truncate_file
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from slomo_core.model.shipped import (
     weights_dir,
 )
 from slomo_core.model.synthesis import SLOMO_WARP, WarpConvention
+from slomo_core.settings import ConversionSettings
 from slomo_core.storage import file_sha256
 from tests.clips import cfr_pts, make_clip, moving_square_frames
 
@@ -44,11 +45,9 @@ def test_superslomo_without_weights_runs_the_best_shipped() -> None:
 
 def test_jobs_record_the_default_weights_by_name() -> None:
     """The job id and manifest name the weights that ran, so a later change of "best" starts a new job."""
-    from flows.convert import job_settings
-
-    settings, _ = job_settings({"model": "superslomo", "factor": 2})
-    _, best = load_superslomo(resolve_shipped(best_shipped()))
-    assert settings.weights_uri == best_shipped() and settings.weights_sha256 == best.weights_sha256
+    settings = ConversionSettings(model="superslomo", factor=2).with_weights_digest().job_settings()
+    assert settings.weights_uri == best_shipped()
+    assert settings.weights_sha256 == file_sha256(resolve_shipped(best_shipped()))
 
 
 @pytest.mark.parametrize("name", shipped_names())

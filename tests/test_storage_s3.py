@@ -7,13 +7,13 @@ from pathlib import Path
 
 import s3fs
 
-from slomo_core.chunk_worker import run_chunk
+from slomo_core.chunk_attempt import run_chunk
 from slomo_core.interp.dis import DISInterpolator
 from slomo_core.manifest import read_manifest, write_manifest
 from slomo_core.plan import ChunkLength, JobSettings, plan_job
 from slomo_core.stitch import stitch_job
 from slomo_core.storage import download, identity, list_files, localize, upload
-from slomo_core.timing import RateSpec
+from slomo_core.timestamps import RateSpec
 from slomo_core.video.probe import probe, read_frame_timestamps
 
 from clips import make_clip, moving_square_frames

@@ -18,10 +18,11 @@ from slomo_core.interp.base import PairRequest
 from slomo_core.interp.network import SuperSloMoInterpolator
 from slomo_core.model.checkpoint import load_superslomo
 from slomo_core.model.synthesis import PUBLIC_WARP, SLOMO_WARP
+from slomo_core.model.unet import LIGHT_WIDTHS
 from slomo_core.storage import file_sha256
 from tests.clips import cfr_pts, make_clip, moving_square_frames
 from training import cli
-from training.config import LIGHT_WIDTHS, TrainConfig
+from training.config import TrainConfig
 from training.data import SceneDraw, TripletSampler
 from training.export import export_weights
 from training.loop import BEST_FILE, CURVE_FILE, STATE_FILE, Trainer

@@ -13,7 +13,8 @@ import sys
 
 from slomo_core.errors import SlomoError
 from slomo_core.model.synthesis import WARP_CONVENTIONS
-from training.config import PRESETS, RENDERERS, TrainConfig
+from slomo_core.model.unet import PRESETS
+from training.config import RENDERERS, TrainConfig
 
 
 def _train_parser(sub: argparse._SubParsersAction) -> None:

@@ -1,4 +1,4 @@
-"""Training settings and the two architecture presets."""
+"""Training settings (the architecture presets they name live in slomo_core.model.unet)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,8 @@ from dataclasses import asdict, dataclass, field
 
 from slomo_core.errors import ConfigError
 from slomo_core.model.synthesis import WARP_CONVENTIONS, WarpConvention
-from slomo_core.model.unet import FULL_WIDTHS
+from slomo_core.model.unet import PRESETS
 
-# Same topology with half the channels at the top and a quarter at the bottom: 4.0M parameters against
-# 39.6M, ~4x fewer FLOPs; learns on two CPU cores in hours and ships in the repository as 8 MB of fp16.
-LIGHT_WIDTHS: tuple[int, ...] = (16, 32, 64, 128, 128, 128)
-PRESETS: dict[str, tuple[int, ...]] = {"full": FULL_WIDTHS, "light": LIGHT_WIDTHS}
 RENDERERS: tuple[str, ...] = ("auto", "opencv", "device")
 
 

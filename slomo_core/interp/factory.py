@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from slomo_core.errors import ConfigError
+import tempfile
+from dataclasses import dataclass, field
+
+from slomo_core.errors import CheckpointError, ConfigError
 from slomo_core.interp.base import FrameInterpolator
 from slomo_core.interp.network import InferenceSettings, SuperSloMoInterpolator
 from slomo_core.model.shipped import best_shipped, is_shipped, resolve_shipped
+from slomo_core.storage import StorageOptions, file_sha256, localize
 
 MODELS = ("dis", "superslomo")
 # The weight-free interpolator stays the default until shipped network weights beat it on bench/quality.py.
@@ -46,3 +50,40 @@ def build_interpolator(
         network, info = load_superslomo(resolve_shipped(model_weights(model, weights)))
         return SuperSloMoInterpolator(network, inference, weights_sha256=info.weights_sha256)
     raise ConfigError(f"unknown model {model!r} (choose from {', '.join(MODELS)})")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which interpolator every worker builds; weights may be any fsspec URL or ``shipped:NAME``.
+
+    ``weights_sha256`` is the sha256 of the weights file's bytes, taken once when the job is planned;
+    a worker that finds other bytes refuses to run, so one job never mixes two models.
+    """
+
+    model: str = DEFAULT_MODEL
+    weights_uri: str | None = None
+    weights_sha256: str | None = None
+    inference: InferenceSettings = field(default_factory=InferenceSettings)
+
+    def build(self, cache_dir: str, options: StorageOptions | None) -> FrameInterpolator:
+        weights = local_weights(self.weights_uri, cache_dir, options)
+        if self.weights_sha256 and weights is not None and file_sha256(weights) != self.weights_sha256:
+            raise CheckpointError(f"{self.weights_uri}: weights differ from the ones the job was planned with")
+        return build_interpolator(self.model, weights, self.inference)
+
+
+def local_weights(weights_uri: str | None, cache_dir: str, options: StorageOptions | None) -> str | None:
+    """A local file for any fsspec URL, or the packaged file for ``shipped:NAME``."""
+    if weights_uri is None:
+        return None
+    if is_shipped(weights_uri):
+        return resolve_shipped(weights_uri)
+    return localize(weights_uri, cache_dir, options=options)
+
+
+def weights_digest(weights_uri: str | None, options: StorageOptions | None = None) -> str | None:
+    """The sha256 of the weights file's bytes (what manifests record); no model is loaded to get it."""
+    if weights_uri is None:
+        return None
+    with tempfile.TemporaryDirectory(prefix="slomo-weights-") as cache:
+        return file_sha256(local_weights(weights_uri, cache, options))

@@ -14,6 +14,11 @@ import torch.nn.functional as F
 from torch import nn
 
 FULL_WIDTHS: tuple[int, ...] = (32, 64, 128, 256, 512, 512)
+# Same topology with half the channels at the top and a quarter at the bottom: 4.0M parameters against
+# 39.6M, ~4x fewer FLOPs; learns on two CPU cores in hours and ships in the repository as 8 MB of fp16.
+LIGHT_WIDTHS: tuple[int, ...] = (16, 32, 64, 128, 128, 128)
+# The named sizes of the architecture (training, benchmarks and cards refer to them by name).
+PRESETS: dict[str, tuple[int, ...]] = {"full": FULL_WIDTHS, "light": LIGHT_WIDTHS}
 _SLOPE = 0.1
 
 

@@ -1,8 +1,9 @@
-"""Run one chunk: decode its frames, interpolate, encode a segment, upload it, commit it.
+"""One attempt at a chunk: decode its frames, interpolate, encode a segment, upload it, commit it.
 
 An attempt writes its segment to a unique key and commits by writing the chunk's marker last; a chunk
 whose marker exists is done, whatever happened to other attempts. The rendering loop here is the only
-one: single-machine conversions are one-chunk jobs, so chunked and unchunked runs share every line.
+one: a Ray actor (tasks/chunk_workers.py) and a single-machine conversion (convert.py) both call
+run_chunk, so chunked and unchunked, local and distributed runs share every line.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 
 from slomo_core.errors import InputError, SlomoError
 from slomo_core.interp.base import FrameInterpolator, PairRequest
-from slomo_core.manifest import ChunkSpec, ChunkStatus, write_status
+from slomo_core.manifest import ChunkSpec, ChunkStatus, CommitMarker, write_status
 from slomo_core.pipelining import BackgroundSink, prefetch
 from slomo_core.plan import JobLayout
 from slomo_core.scene import SceneCutDetector
@@ -28,14 +29,11 @@ from slomo_core.stage_clock import StageClock
 from slomo_core.storage import (
     ObjectIdentity,
     StorageOptions,
-    exists,
     file_sha256,
     localize,
-    read_json,
     upload,
-    write_json,
 )
-from slomo_core.timing import OutputFrame, OutputTimeline
+from slomo_core.timestamps import OutputFrame, OutputTimeline
 from slomo_core.video.decode import DecodedFrame, iter_frames
 from slomo_core.video.encode import VideoEncoder
 
@@ -164,10 +162,9 @@ def render_chunk(
     return writer.count, cuts
 
 
-def committed_segment(spec: ChunkSpec, options: StorageOptions | None = None) -> dict | None:
+def committed_segment(spec: ChunkSpec, options: StorageOptions | None = None) -> CommitMarker | None:
     """The commit marker of a chunk (segment uri, sha256, frames), or None when not committed."""
-    marker = JobLayout(spec.work_uri).commit_marker(spec.chunk_index)
-    return read_json(marker, options) if exists(marker, options) else None
+    return CommitMarker.read(JobLayout(spec.work_uri).commit_marker(spec.chunk_index), options)
 
 
 def run_chunk(
@@ -191,8 +188,8 @@ def run_chunk(
     me = worker_id()
     existing = committed_segment(spec, options)
     if existing is not None:
-        return ChunkStatus(spec.job_id, spec.chunk_index, existing["attempt"], me, started, time.time(),
-                           existing["frames"], existing["segment_uri"], existing["sha256"], None, skipped=True)
+        return ChunkStatus(spec.job_id, spec.chunk_index, existing.attempt, me, started, time.time(),
+                           existing.frames, existing.segment_uri, existing.sha256, None, skipped=True)
     try:
         with scratch_dir("slomo-chunk-") as tmp:
             with chunk_clock.measure("download"):
@@ -208,10 +205,9 @@ def run_chunk(
                              digest, None)
         write_status(layout.status(spec.chunk_index, attempt), [status], options)
         # The commit: written last, so a marker always points at a complete, uploaded segment.
-        write_json(layout.commit_marker(spec.chunk_index),
-                   {"attempt": attempt, "segment_uri": segment_uri, "sha256": digest, "frames": frames,
-                    "scene_cuts": cuts, "worker": me,
-                    "stage_seconds": {k: round(v, 3) for k, v in chunk_clock.seconds().items()}}, options)
+        marker = CommitMarker(attempt, segment_uri, digest, frames, me, cuts,
+                              {k: round(v, 3) for k, v in chunk_clock.seconds().items()})
+        marker.write(layout.commit_marker(spec.chunk_index), options)
     except Exception as exc:
         error = str(exc) if isinstance(exc, SlomoError) else f"{type(exc).__name__}: {exc}"
         failed = ChunkStatus(spec.job_id, spec.chunk_index, attempt, me, started, time.time(), 0, None, None, error)

@@ -8,7 +8,7 @@ from fractions import Fraction
 import pytest
 
 from slomo_core.errors import ConfigError
-from slomo_core.timing import OutputTimeline, RateSpec
+from slomo_core.timestamps import OutputTimeline, RateSpec
 
 
 def test_slowmo_cfr_counts_and_pts() -> None:

@@ -23,7 +23,22 @@ from typing import Literal
 from slomo_core.errors import ConfigError
 
 Mode = Literal["slowmo", "fps"]
+MODES: tuple[Mode, ...] = ("slowmo", "fps")
 MAX_FACTOR = 64
+# Decimal spellings of NTSC rates mean the exact 1001-based rates, as everywhere in video.
+_NTSC = {"23.976": Fraction(24000, 1001), "29.97": Fraction(30000, 1001), "47.952": Fraction(48000, 1001),
+         "59.94": Fraction(60000, 1001), "119.88": Fraction(120000, 1001), "239.76": Fraction(240000, 1001)}
+
+
+def parse_frame_rate(text: str) -> Fraction:
+    """'60', '59.94' (= 60000/1001) or '60000/1001'."""
+    try:
+        rate = _NTSC.get(text.strip()) or Fraction(text.strip())
+    except (ValueError, ZeroDivisionError):
+        raise ConfigError(f"not a frame rate: {text!r} (examples: 60, 59.94, 60000/1001)") from None
+    if rate <= 0:
+        raise ConfigError(f"frame rate must be positive, got {text!r}")
+    return rate
 TAIL_POLICY = "last input frame emitted once as an original frame; no extrapolation past it"
 
 
@@ -36,7 +51,7 @@ class RateSpec:
     target_fps: Fraction | None = None
 
     def validate(self) -> None:
-        if self.mode not in ("slowmo", "fps"):
+        if self.mode not in MODES:
             raise ConfigError(f"mode must be 'slowmo' or 'fps', got {self.mode!r}")
         if (self.factor is None) == (self.target_fps is None):
             raise ConfigError("give exactly one of --factor or --fps")
