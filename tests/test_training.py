@@ -177,7 +177,8 @@ def test_objective_gives_every_term_and_gradients_to_both_nets(photos):
 
 # -- the loop --------------------------------------------------------------------------------------
 def test_training_learns_a_fixed_batch(tmp_path):
-    trainer = Trainer(tiny_config(lr=1e-3), tmp_path)
+    # fp32: this checks learning, not bf16 numerics (dtype auto picks bf16 on CPUs with AVX512-BF16, like this one)
+    trainer = Trainer(tiny_config(lr=1e-3, dtype="fp32"), tmp_path)
     batch = trainer.sampler.batch(np.random.default_rng(5), 4)
     first = trainer.train_step(batch)["reconstruction"]
     for _ in range(40):
