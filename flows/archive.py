@@ -13,6 +13,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
+from slomo_core.credentials import refuse_credentials
 from slomo_core.errors import SlomoError
 from slomo_core.keys import UnsafeKeyError, absolute_location, common_prefix, output_for, relative_key
 from slomo_core.settings import ConversionSettings
@@ -127,6 +128,7 @@ def convert_archive(
     storage_options: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Every video under ``input_prefix`` matching ``pattern`` without a finished output for these settings."""
+    refuse_credentials(storage_options, "a flow run's parameters")
     settings = settings.with_weights_digest(storage_options)  # once for the whole batch
     sources = [s for s in list_files(input_prefix, pattern, storage_options) if "/.slomo-work/" not in s]
     todo, done, rejected = pending_videos(sources, input_prefix, output_prefix, suffix, settings, storage_options)
@@ -153,6 +155,7 @@ def backfill(
     """
     if (sources is None) == (input_prefix is None):
         raise ValueError("give either sources or input_prefix")
+    refuse_credentials(storage_options, "a flow run's parameters")
     settings = settings.with_weights_digest(storage_options)  # once for the whole batch
     if sources is None:
         found = [s for s in list_files(input_prefix, pattern, storage_options) if "/.slomo-work/" not in s]

@@ -12,6 +12,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
+from slomo_core.credentials import refuse_credentials
 from slomo_core.settings import ConversionSettings
 from tasks.conversion import connect_ray, interpolate_task, plan_task, report_task, stitch_task
 
@@ -25,6 +26,7 @@ def convert_video(
     overwrite: bool = False,
 ) -> dict[str, Any]:
     """Convert one video (any fsspec URL in and out) with a pool of ``settings.workers`` Ray actors."""
+    refuse_credentials(storage_options, "a flow run's parameters")
     started = time.perf_counter()
     logger = get_run_logger()
     settings = settings.with_weights_digest(storage_options)

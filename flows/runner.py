@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 import os
 import threading
+from pathlib import Path
 from typing import Any
 
 from slomo_core.convert import check_output_path
+from slomo_core.credentials import refuse_credentials
 from slomo_core.errors import InputError
 from slomo_core.keys import refuse_same_object
 from slomo_core.manifest import read_manifest
@@ -72,10 +74,27 @@ class CommitProgress:
                 bar.close()
 
 
+def keep_prefect_home_private() -> None:
+    """Prefect's local database records every flow run and its parameters: only its owner may read it."""
+    from prefect.settings import get_current_settings
+
+    home = Path(get_current_settings().home).expanduser()
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if home.stat().st_uid == os.getuid():
+        home.chmod(0o700)
+
+
+def before_flow(storage: StorageOptions | None) -> None:
+    """Credentials refused before Prefect stores the run's parameters, and its local store kept private."""
+    refuse_credentials(storage, "Prefect's database (as this flow run's parameters; --local keeps them in this process)")
+    keep_prefect_home_private()
+
+
 def run_convert_flow(args: argparse.Namespace, settings: ConversionSettings,
                      storage: StorageOptions | None) -> dict[str, Any]:
     from flows.convert import convert_video
 
+    before_flow(storage)
     settings = settings.with_weights_digest(storage)  # hashed once: the flow gets the pinned digest
     layout = settings.layout_for(args.input, args.output, storage)
     # A finished job of the same settings may own the existing output: the flow then returns at once.
@@ -90,5 +109,6 @@ def run_archive_flow(args: argparse.Namespace, settings: ConversionSettings,
                      storage: StorageOptions | None) -> list[dict[str, Any]]:
     from flows.archive import convert_archive
 
+    before_flow(storage)
     return convert_archive(args.input_prefix, args.output_prefix, settings=settings, pattern=args.pattern,
                            suffix=args.suffix, videos_per_pool=args.videos_per_pool, storage_options=storage)

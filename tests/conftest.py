@@ -10,6 +10,11 @@ import pytest
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# Dummy S3 credentials for moto, in the environment before Ray starts so its workers inherit them too
+# (storage options carry no credentials: see slomo_core/credentials.py).
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
 
 @pytest.fixture(scope="session")
@@ -39,19 +44,17 @@ def _free_port() -> int:
 def s3_server():
     """moto's S3 server on 127.0.0.1, reached through the real S3 protocol by s3fs.
 
-    Yields the storage options every slomo storage call takes. Dummy credentials; the region comes from
+    Yields the storage options every slomo storage call takes. Dummy credentials in the environment; the region comes from
     AWS_DEFAULT_REGION (passing region_name in client_kwargs breaks s3fs against moto).
     """
     from moto.server import ThreadedMotoServer
 
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
-    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     port = _free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
-    options = {"client_kwargs": {"endpoint_url": endpoint}, "key": "testing", "secret": "testing"}
+    # credentials from the environment, as in production: storage options carry no secrets (see credentials.py)
+    options = {"client_kwargs": {"endpoint_url": endpoint}}
     yield {"endpoint": endpoint, "options": options}
     server.stop()
 

@@ -138,7 +138,7 @@ def test_archive_rejects_hostile_keys_one_by_one_and_converts_the_rest(tmp_path:
     root = tmp_path / "deep" / "er" / "out"
     root.mkdir(parents=True)
     with pytest.raises(BatchFailedError, match="3 of 4 video") as caught:
-        convert_archive(f"{bucket}/archive", str(root), factor=2, storage_options=options)
+        convert_archive(f"{bucket}/archive", str(root), ConversionSettings(factor=2), storage_options=options)
     message = str(caught.value)
     assert "'..' segment" in message and "backslash" in message and "control character" in message
     assert (root / "ok.mp4").exists()
