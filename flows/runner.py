@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from slomo_core.convert import check_output_path
 from slomo_core.credentials import refuse_credentials
 from slomo_core.errors import InputError
 from slomo_core.keys import refuse_same_object
-from slomo_core.manifest import read_manifest
+from slomo_core.manifest import DoneRecord, read_manifest
 from slomo_core.plan import JobLayout
 from slomo_core.settings import ConversionSettings
 from slomo_core.storage import StorageOptions, exists, filesystem, identity, is_local
@@ -90,13 +91,24 @@ def before_flow(storage: StorageOptions | None) -> None:
     keep_prefect_home_private()
 
 
+def finished_summary(layout: JobLayout, storage: StorageOptions | None, seconds: float) -> dict[str, Any]:
+    """The summary of a job that finished in an earlier run, from its manifest and DONE marker alone."""
+    chunks, job = read_manifest(layout.manifest, storage)
+    done = DoneRecord.read(layout.done, storage)
+    return {**job, "output_frames": done.frames, "output_sha256": done.sha256, "chunks": len(chunks),
+            "chunks_resumed": len(chunks), "workers": [], "seconds": round(seconds, 2)}
+
+
 def run_convert_flow(args: argparse.Namespace, settings: ConversionSettings,
                      storage: StorageOptions | None) -> dict[str, Any]:
     from flows.convert import convert_video
 
     before_flow(storage)
+    started = time.perf_counter()
     settings = settings.with_weights_digest(storage)  # hashed once: the flow gets the pinned digest
     layout = settings.layout_for(args.input, args.output, storage)
+    if exists(layout.done, storage) and exists(args.output, storage):
+        return finished_summary(layout, storage, time.perf_counter() - started)  # no Prefect, no Ray
     # A finished job of the same settings may own the existing output: the flow then returns at once.
     preflight(args.input, args.output, args.overwrite or exists(layout.done, storage), storage)
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")

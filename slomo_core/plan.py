@@ -218,7 +218,8 @@ def plan_job(
         "output_frames": full.output_count(),
         "output_time_base": str(full.time_base),
         "tail_policy": TAIL_POLICY,
-        "audio_mode": settings.resolved_audio_mode(),
+        # what the report says: a source without audio gets none, whatever the mode would have done with it
+        "audio_mode": settings.resolved_audio_mode() if info.audio is not None else "none (the source has no audio)",
         "stretch": settings.spec.stretch,
     }
     return Plan(chunks, job, layout)

@@ -150,7 +150,7 @@ def report_task(plan: Plan, outcomes: Sequence[ChunkResult], stitched: StitchRep
         chunks=len(outcomes),
         chunks_resumed=sum(o.skipped for o in outcomes),
         retried_chunks=sum(o.attempts > 1 for o in outcomes),
-        workers=sorted({o.worker for o in outcomes if o.worker}),
+        workers=sorted({o.worker for o in outcomes if o.worker and not o.skipped}),  # this run's, not earlier runs'
         seconds=round(seconds, 2),
         output_sha256=done.sha256,
         output_frames_per_second=round(stitched.frames / seconds, 2) if seconds > 0 else None,

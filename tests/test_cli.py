@@ -141,17 +141,32 @@ def test_entry_point_error_is_one_line(tmp_path: Path) -> None:
     assert result.stderr.strip().count("\n") == 0 and "no such file" in result.stderr
 
 
+def _flow_run_count() -> int:
+    import asyncio
+
+    from prefect import get_client
+
+    async def count() -> int:
+        async with get_client() as client:
+            return len(await client.read_flow_runs())
+
+    return asyncio.run(count())
+
+
 @pytest.mark.usefixtures("ray_session", "prefect_harness")
 def test_convert_runs_the_flow_by_default(tmp_path: Path, clip: str, capsys) -> None:
     out = tmp_path / "flow.mp4"
     assert main(["convert", clip, str(out), "--factor", "2", "--chunk-frames", "2", "--workers", "2", "-q"]) == 0
     text = capsys.readouterr().out
-    assert "5 -> 9 frames in 2 chunk(s)" in text
+    assert "5 -> 9 frames in 2 chunk(s)" in text and "audio none (the source has no audio)" in text
     assert len(read_frame_timestamps(str(out))) == 9
     assert len(list((tmp_path / ".slomo-work").glob("*/commits/*.json"))) == 2
-    # Same command again: the finished job is recognised, nothing is recomputed.
+    # Same command again: the finished job is recognised, nothing is recomputed, and no flow run starts.
+    runs = _flow_run_count()
     assert main(["convert", clip, str(out), "--factor", "2", "--chunk-frames", "2", "--workers", "2", "-q"]) == 0
-    assert "(resumed 2)" in capsys.readouterr().out
+    assert _flow_run_count() == runs
+    again = capsys.readouterr().out
+    assert "(resumed 2)" in again and "on no worker(s)" in again  # earlier runs' workers are not this run's
 
 
 @pytest.mark.usefixtures("ray_session", "prefect_harness")

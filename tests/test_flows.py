@@ -38,6 +38,7 @@ def test_convert_flow_s3_in_s3_out(tmp_path: Path, s3_bucket) -> None:
     again = convert_video(f"{bucket}/in/clip.mp4", f"{bucket}/out/clip_x2.mp4",
                           ConversionSettings(factor=2, mode="fps", chunk_frames=4, workers=2), storage_options=options)
     assert again["chunks_resumed"] == 3 and again["job_id"] == summary["job_id"]
+    assert summary["audio_mode"] == "copy" and len(summary["workers"]) >= 1 and again["workers"] == []
 
 
 def test_archive_flow_twice_converts_each_video_once(tmp_path: Path, s3_bucket) -> None:
