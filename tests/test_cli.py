@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from fractions import Fraction
@@ -208,3 +209,14 @@ def test_local_run_honours_the_chunk_length(tmp_path: Path, clip: str, capsys) -
     assert main(["convert", clip, str(out), "--factor", "2", "--chunk-frames", "2", "-q", "--local"]) == 0
     assert "5 -> 9 frames with dis in 2 chunk(s)" in capsys.readouterr().out
     assert len(read_frame_timestamps(str(out))) == 9
+
+
+def test_the_services_slomo_starts_send_no_telemetry(clip: str) -> None:
+    """In a fresh interpreter: after the CLI ran, Prefect's settings say analytics off and Ray's usage stats off."""
+    code = ("import os; from flows.cli import main; main(['probe', %r]);"
+            "from prefect.settings import get_current_settings;"
+            "print(get_current_settings().server.analytics_enabled, os.environ['RAY_USAGE_STATS_ENABLED'])" % clip)
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_SERVER_ANALYTICS_ENABLED", "RAY_USAGE_STATS_ENABLED")}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "False 0"
