@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from slomo_core.errors import ConfigError
+from slomo_core.errors import CheckpointError, ConfigError
 from slomo_core.plan import ChunkLength, JobLayout, plan_job
 from slomo_core.settings import ConversionSettings
 from slomo_core.storage import file_sha256
@@ -51,7 +51,6 @@ def test_every_spelling_of_a_rate_is_one_job() -> None:
     ({}, "give --factor N or --fps RATE"),
     ({"fps": "fast"}, "not a frame rate"),
     ({"factor": 2, "audio": "copy"}, "audio cannot be copied unchanged into slow motion"),
-    ({"factor": 2, "model": "superslomo"}, "needs --weights"),
     ({"factor": 2, "weights": "w.pt"}, "--weights applies to --model superslomo only"),
 ])
 def test_bad_values_are_one_line_config_errors(values: dict, expect: str) -> None:
@@ -117,3 +116,12 @@ def test_a_worker_refuses_weights_other_than_the_planned_ones(tmp_path: Path) ->
     save_superslomo(SuperSloMo(SuperSloMoConfig(widths=(4, 8, 8, 8, 8, 8))), str(weights))  # other weights, same path
     with pytest.raises(CheckpointError, match="differ from the ones the job was planned with"):
         planned.model_spec().build(str(tmp_path / "cache"), None)
+
+
+def test_the_network_without_weights_runs_the_best_shipped_ones() -> None:
+    from slomo_core.model.shipped import best_shipped
+
+    assert ConversionSettings(factor=2, model="superslomo").weights == best_shipped()
+    assert ConversionSettings(factor=2).weights is None
+    with pytest.raises(CheckpointError, match="no such shipped weights"):
+        ConversionSettings(factor=2, model="superslomo", weights="shipped:nope")
