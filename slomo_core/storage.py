@@ -58,12 +58,29 @@ def join(url: str, *parts: str) -> str:
     return os.path.join(url, *parts)
 
 
+def unreachable(url: str, exc: BaseException) -> InputError | None:
+    """One line for a store that cannot be reached or refuses us (no endpoint, no credentials, access denied),
+    instead of the client library's traceback; None for anything else."""
+    library = type(exc).__module__.split(".")[0]
+    if not isinstance(exc, (OSError, TimeoutError)) and library not in ("botocore", "aiobotocore", "aiohttp"):
+        return None
+    first = (str(exc).strip().splitlines() or [""])[0][:200]
+    hint = ("; credentials come from the environment (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY) or an AWS profile"
+            if "Credentials" in type(exc).__name__ else "")
+    return InputError(f"{url}: storage not reachable: {type(exc).__name__}: {first}{hint}")
+
+
 def identity(url: str, options: StorageOptions | None = None) -> ObjectIdentity:
     fs, path = filesystem(url, options)
     try:
         info = fs.info(path)
     except FileNotFoundError:
         raise InputError(f"{url}: no such file") from None
+    except Exception as exc:
+        error = unreachable(url, exc)
+        if error is None:
+            raise
+        raise error from None
     if info.get("type") == "directory":
         raise InputError(f"{url}: is a directory, not a video file")
     size = int(info.get("size") or 0)

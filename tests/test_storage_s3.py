@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from fractions import Fraction
 from pathlib import Path
 
+import pytest
 import s3fs
 
 from slomo_core.chunk_attempt import run_chunk
@@ -52,3 +56,22 @@ def test_chunked_job_entirely_in_s3(tmp_path: Path, s3_bucket) -> None:
     download(report.output_uri, str(tmp_path / "result.mp4"), options)
     assert len(read_frame_timestamps(str(tmp_path / "result.mp4"))) == 17
     assert probe(str(tmp_path / "result.mp4")).audio is not None
+
+
+@pytest.mark.parametrize("credentials,expect", [
+    (False, "NoCredentialsError: Unable to locate credentials; credentials come from the environment"),
+    (True, "EndpointConnectionError: Could not connect to the endpoint URL"),
+])
+def test_unreachable_storage_is_one_line_before_anything_starts(tmp_path: Path, credentials: bool, expect: str) -> None:
+    """No endpoint, or no credentials: one line and exit 1, before Prefect or Ray start (no traceback)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_DEFAULT_REGION="us-east-1", AWS_CONFIG_FILE=str(tmp_path / "none"),
+               AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"), AWS_EC2_METADATA_DISABLED="true")
+    if credentials:
+        env.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
+    result = subprocess.run([sys.executable, "-m", "flows.cli", "convert", "s3://b/in.mp4", str(tmp_path / "o.mp4"),
+                             "--factor", "2", "--s3-endpoint", "http://127.0.0.1:9"],
+                            capture_output=True, text=True, env=env, timeout=120, check=False)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1, result.stderr[-2000:]
+    assert lines[0].startswith("slomo: error: s3://b/in.mp4: storage not reachable: ") and expect in lines[0]
