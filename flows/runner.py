@@ -21,10 +21,11 @@ from slomo_core.manifest import DoneRecord, read_manifest
 from slomo_core.plan import JobLayout
 from slomo_core.settings import ConversionSettings
 from slomo_core.storage import StorageOptions, exists, filesystem, identity, is_local
+from slomo_core.video.audio import check_audio_decodes
 from slomo_core.video.probe import probe, read_frame_timestamps
 
 
-def preflight(source: str, output: str, overwrite: bool, storage: StorageOptions | None) -> None:
+def preflight(source: str, output: str, overwrite: bool, storage: StorageOptions | None, audio_mode: str) -> None:
     """The checks that catch most mistakes, before Prefect and Ray start (seconds saved, one clear line)."""
     identity(source, storage)
     refuse_same_object(source, output, storage)  # any filesystem, --overwrite or not
@@ -33,6 +34,8 @@ def preflight(source: str, output: str, overwrite: bool, storage: StorageOptions
         frames = len(read_frame_timestamps(source))
         if frames < 2:
             raise InputError(f"{source}: has {frames} video frame(s); interpolation needs at least 2")
+        if audio_mode == "stretch":
+            check_audio_decodes(source)
     if is_local(output, storage):
         check_output_path(source, output, overwrite)
 
@@ -110,7 +113,8 @@ def run_convert_flow(args: argparse.Namespace, settings: ConversionSettings,
     if exists(layout.done, storage) and exists(args.output, storage):
         return finished_summary(layout, storage, time.perf_counter() - started)  # no Prefect, no Ray
     # A finished job of the same settings may own the existing output: the flow then returns at once.
-    preflight(args.input, args.output, args.overwrite or exists(layout.done, storage), storage)
+    preflight(args.input, args.output, args.overwrite or exists(layout.done, storage), storage,
+              settings.job_settings().resolved_audio_mode())
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     with CommitProgress(layout, storage, args.quiet):
         return convert_video(args.input, args.output, settings=settings, storage_options=storage,

@@ -25,6 +25,7 @@ from slomo_core.scratch import make_scratch_dir, sweep_stale
 from slomo_core.stage_clock import StageClock
 from slomo_core.stitch import stitch_job
 from slomo_core.timestamps import TAIL_POLICY
+from slomo_core.video.audio import check_audio_decodes
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,8 @@ def convert_locally(
     clock = clock or StageClock()
     options.validate()
     check_output_path(source, output, options.overwrite)
+    if options.resolved_audio_mode() == "stretch":
+        check_audio_decodes(source)
     started = time.perf_counter()
     parent = os.path.dirname(os.path.abspath(output))
     sweep_stale(parent)  # what a killed --local run left beside its output

@@ -220,3 +220,38 @@ def test_the_services_slomo_starts_send_no_telemetry(clip: str) -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "False 0"
+
+
+def _clip_with_garbage_audio(path: Path) -> str:
+    """A real video stream beside an AAC stream whose packets are noise: it demuxes, but never decodes."""
+    import av
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=10)
+        video.width, video.height, video.pix_fmt = 32, 32, "yuv420p"
+        audio = out.add_stream("aac", rate=48000)
+        for i, image in enumerate(moving_square_frames(5, 32, 32)):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = i
+            out.mux(video.encode(frame))
+        for i in range(20):
+            packet = av.Packet(rng.integers(0, 256, 200, dtype=np.uint8).tobytes())
+            packet.stream, packet.pts, packet.dts, packet.time_base = audio, i * 1024, i * 1024, Fraction(1, 48000)
+            out.mux(packet)
+        out.mux(video.encode())
+    return str(path)
+
+
+@pytest.mark.usefixtures("ray_session", "prefect_harness")
+@pytest.mark.parametrize("local", [False, True])
+def test_undecodable_audio_fails_stretch_before_any_interpolation(tmp_path: Path, capsys, local: bool) -> None:
+    clip = _clip_with_garbage_audio(tmp_path / "noise.mkv")
+    runs = _flow_run_count()
+    code = main(["convert", clip, str(tmp_path / "out.mp4"), "--factor", "2", "--audio", "stretch", "-q"]
+                + (["--local"] if local else []))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "audio cannot be decoded for --audio stretch" in err[0], err
+    assert _flow_run_count() == runs and not (tmp_path / "out.mp4").exists()
+    assert main(["convert", clip, str(tmp_path / "out.mp4"), "--factor", "2", "--local", "-q"]) == 0  # audio dropped

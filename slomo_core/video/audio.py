@@ -73,6 +73,26 @@ def first_audio_stream(container: av.container.InputContainer) -> av.audio.strea
     return None
 
 
+def check_audio_decodes(path: str, frames: int = 4) -> None:
+    """Stretching re-encodes the audio: a track that cannot be decoded must fail now, not after the
+    interpolation. Reads only the first few packets; a file without audio passes."""
+    with av.open(path) as container:
+        stream = first_audio_stream(container)
+        if stream is None:
+            return
+        decoded = 0
+        try:
+            for packet in container.demux(stream):
+                decoded += len(packet.decode())
+                if decoded >= frames:
+                    return
+        except (av.error.FFmpegError, ValueError) as exc:
+            raise InputError(f"{path}: its audio cannot be decoded for --audio stretch ({ffmpeg_reason(exc)}); "
+                             "use --audio drop") from None
+        if decoded == 0:
+            raise InputError(f"{path}: its audio track holds no decodable sound for --audio stretch; use --audio drop")
+
+
 def video_start_time(container: av.container.InputContainer) -> Fraction:
     """When the source's first video frame is shown, in seconds: the output's time 0."""
     for stream in container.streams.video:
