@@ -84,9 +84,13 @@ def stitch_job(
             parts.append(local)
         extension = os.path.splitext(head.output_uri)[1].lower() or ".mp4"
         output = os.path.join(tmp, "output" + extension)
-        finalize(parts, output, audio_source=source, audio_mode=head.audio_mode, stretch=head.rate_spec.stretch)
-        expected = expected_seconds(chunks, source)
-        validate_output(output, expected)
+        try:
+            finalize(parts, output, audio_source=source, audio_mode=head.audio_mode, stretch=head.rate_spec.stretch)
+            expected = expected_seconds(chunks, source)
+            validate_output(output, expected)
+        except (InputError, OutputError) as exc:  # name the user's files, not this scratch folder's copies
+            message = str(exc).replace(output, head.output_uri).replace(source, head.source_uri)
+            raise type(exc)(message) from None
         digest = file_sha256(output)
         refuse_same_object(head.source_uri, head.output_uri, options)  # checked at planning; again right before
         upload(output, head.output_uri, options)

@@ -255,3 +255,11 @@ def test_undecodable_audio_fails_stretch_before_any_interpolation(tmp_path: Path
     assert code == 1 and len(err) == 1 and "audio cannot be decoded for --audio stretch" in err[0], err
     assert _flow_run_count() == runs and not (tmp_path / "out.mp4").exists()
     assert main(["convert", clip, str(tmp_path / "out.mp4"), "--factor", "2", "--local", "-q"]) == 0  # audio dropped
+
+
+def test_stitch_errors_name_the_users_output_not_a_scratch_copy(tmp_path: Path, capsys) -> None:
+    clip = make_clip(str(tmp_path / "c30.mp4"), moving_square_frames(5, 32, 32), list(range(5)), Fraction(1, 30))
+    out = tmp_path / "out.mkv"  # 1/30 s steps do not fit Matroska's 1 ms clock (until .mkv rounds, issue 9)
+    assert main(["convert", clip, str(out), "--factor", "2", "--local", "-q"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"slomo: error: {out}: timestamp") and "slomo-stitch" not in err[0]
