@@ -110,11 +110,11 @@ def run_convert_flow(args: argparse.Namespace, settings: ConversionSettings,
     started = time.perf_counter()
     settings = settings.with_weights_digest(storage)  # hashed once: the flow gets the pinned digest
     layout = settings.layout_for(args.input, args.output, storage)
-    if exists(layout.done, storage) and exists(args.output, storage):
+    finished = exists(layout.done, storage)
+    if finished and exists(args.output, storage):
         return finished_summary(layout, storage, time.perf_counter() - started)  # no Prefect, no Ray
-    # A finished job of the same settings may own the existing output: the flow then returns at once.
-    preflight(args.input, args.output, args.overwrite or exists(layout.done, storage), storage,
-              settings.job_settings().resolved_audio_mode())
+    # A finished job whose output is gone is stitched again from its committed chunks: its output is its own.
+    preflight(args.input, args.output, args.overwrite or finished, storage, settings.job_settings().resolved_audio_mode())
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     with CommitProgress(layout, storage, args.quiet):
         return convert_video(args.input, args.output, settings=settings, storage_options=storage,
