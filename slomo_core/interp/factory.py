@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass, field
 
 from slomo_core.errors import CheckpointError, ConfigError
 from slomo_core.interp.base import FrameInterpolator
 from slomo_core.interp.network import InferenceSettings, SuperSloMoInterpolator
 from slomo_core.model.shipped import best_shipped, is_shipped, resolve_shipped
+from slomo_core.scratch import scratch_dir
 from slomo_core.storage import StorageOptions, file_sha256, localize
 
 MODELS = ("dis", "superslomo")
@@ -85,5 +85,5 @@ def weights_digest(weights_uri: str | None, options: StorageOptions | None = Non
     """The sha256 of the weights file's bytes (what manifests record); no model is loaded to get it."""
     if weights_uri is None:
         return None
-    with tempfile.TemporaryDirectory(prefix="slomo-weights-") as cache:
+    with scratch_dir("slomo-weights-") as cache:
         return file_sha256(local_weights(weights_uri, cache, options))
