@@ -156,6 +156,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _timestamps_note(timestamps: str | None) -> str:
+    """The summary's mention of repaired or sparse input timestamps (nothing when they were fine)."""
+    from slomo_core.plan import TIMESTAMPS_AS_IN_FILE
+
+    return f", timestamps {timestamps}" if timestamps and timestamps != TIMESTAMPS_AS_IN_FILE else ""
+
+
 def _run_convert(source: str, output: str, options, interpolator, quiet: bool) -> int:
     from tqdm import tqdm
 
@@ -178,6 +185,7 @@ def _run_convert(source: str, output: str, options, interpolator, quiet: bool) -
     print(
         f"{report.output}: {report.input_frames} -> {report.output_frames} frames with {report.interpolator}"
         f" in {report.chunks} chunk(s), {report.seconds:.1f} s ({report.frames_per_second:.1f} frames/s){cuts}, audio {report.audio_mode}"
+        f"{_timestamps_note(report.timestamps)}"
     )
     return EXIT_OK
 
@@ -196,7 +204,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         f"{summary['output_uri']}: {summary['input_frames']} -> {summary['output_frames']} frames in "
         f"{summary['chunks']} chunk(s) on {len(summary['workers']) or 'no'} worker(s) in {summary['seconds']:.1f} s"
         f"{' (resumed ' + str(summary['chunks_resumed']) + ')' if summary['chunks_resumed'] else ''}, "
-        f"audio {summary['audio_mode']}"
+        f"audio {summary['audio_mode']}{_timestamps_note(summary.get('timestamps'))}"
     )
     return EXIT_OK
 
@@ -223,16 +231,25 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_probe(args: argparse.Namespace) -> int:
-    from slomo_core.video.probe import probe, read_frame_timestamps
+    from slomo_core.errors import InputError
+    from slomo_core.plan import TIMESTAMPS_AS_IN_FILE
+    from slomo_core.video.probe import check_convertible, probe, read_frame_index
 
-    info = probe(args.input)
-    pts = read_frame_timestamps(args.input)
+    try:
+        info, index = check_convertible(args.input)  # the decision `slomo convert` makes
+        convertible = "yes"
+    except InputError as exc:
+        info, index = probe(args.input), read_frame_index(args.input)  # raises when not even a video
+        convertible = f"no: {exc}"
+    pts = index.pts
     facts = asdict(info)
     facts["frames"] = len(pts)
     if len(pts) >= 2:
         steps = {b - a for a, b in zip(pts, pts[1:])}
         facts["constant_frame_rate"] = len(steps) == 1
         facts["first_pts"], facts["last_pts"] = pts[0], pts[-1]
+    facts["timestamps"] = "; ".join(index.notes) or TIMESTAMPS_AS_IN_FILE
+    facts["convertible"] = convertible
     if args.json:
         print(json.dumps(facts, default=str, indent=2))
         return EXIT_OK

@@ -15,14 +15,13 @@ from typing import Any
 
 from slomo_core.convert import check_output_path
 from slomo_core.credentials import refuse_credentials
-from slomo_core.errors import InputError
 from slomo_core.keys import refuse_same_object
 from slomo_core.manifest import DoneRecord, read_manifest
 from slomo_core.plan import JobLayout
 from slomo_core.settings import ConversionSettings
 from slomo_core.storage import StorageOptions, exists, filesystem, identity, is_local
 from slomo_core.video.audio import check_audio_decodes
-from slomo_core.video.probe import probe, read_frame_timestamps
+from slomo_core.video.probe import check_convertible, check_first_frame
 
 
 def preflight(source: str, output: str, overwrite: bool, storage: StorageOptions | None, audio_mode: str) -> None:
@@ -30,12 +29,13 @@ def preflight(source: str, output: str, overwrite: bool, storage: StorageOptions
     identity(source, storage)
     refuse_same_object(source, output, storage)  # any filesystem, --overwrite or not
     if is_local(source, storage):
-        probe(source)
-        frames = len(read_frame_timestamps(source))
-        if frames < 2:
-            raise InputError(f"{source}: has {frames} video frame(s); interpolation needs at least 2")
+        check_convertible(source)  # the same decision as `slomo probe` and the planner
         if audio_mode == "stretch":
             check_audio_decodes(source)
+    else:
+        fs, path = filesystem(source, storage)
+        with fs.open(path, "rb") as head:  # reads the file's head only (ranged reads)
+            check_first_frame(head, source)
     if is_local(output, storage):
         check_output_path(source, output, overwrite)
 

@@ -20,12 +20,13 @@ from slomo_core.errors import OutputError
 from slomo_core.interp.base import FrameInterpolator
 from slomo_core.keys import refuse_same_object
 from slomo_core.manifest import write_manifest
-from slomo_core.plan import ChunkLength, JobSettings, plan_job
+from slomo_core.plan import TIMESTAMPS_AS_IN_FILE, ChunkLength, JobSettings, plan_job
 from slomo_core.scratch import make_scratch_dir, sweep_stale
 from slomo_core.stage_clock import StageClock
 from slomo_core.stitch import stitch_job
 from slomo_core.timestamps import TAIL_POLICY
 from slomo_core.video.audio import check_audio_decodes
+from slomo_core.video.probe import check_first_frame
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ class ConvertReport:
     seconds: float
     chunks: int = 1
     tail_policy: str = TAIL_POLICY
+    timestamps: str = TIMESTAMPS_AS_IN_FILE  # or how the source's timestamps were repaired / that it is sparse
 
     @property
     def frames_per_second(self) -> float:
@@ -96,6 +98,7 @@ def convert_locally(
     clock = clock or StageClock()
     options.validate()
     check_output_path(source, output, options.overwrite)
+    check_first_frame(source, source)  # before any folder is made; the planner checks every frame's timestamp
     if options.resolved_audio_mode() == "stretch":
         check_audio_decodes(source)
     started = time.perf_counter()
@@ -131,6 +134,7 @@ def convert_locally(
         audio_mode=plan.job["audio_mode"],
         seconds=time.perf_counter() - started,
         chunks=len(plan.chunks),
+        timestamps=plan.job["timestamps"],
     )
     log.info("converted %s -> %s: %d -> %d frames", source, output, report.input_frames, report.output_frames)
     return report

@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
@@ -23,7 +24,10 @@ from slomo_core.storage import ObjectIdentity, StorageOptions, exists, identity,
 from slomo_core.timestamps import TAIL_POLICY, OutputTimeline, RateSpec
 from slomo_core.video.audio import AUDIO_MODES
 from slomo_core.video.encode import EncoderSettings
-from slomo_core.video.probe import probe, read_frame_index
+from slomo_core.video.probe import check_convertible
+
+log = logging.getLogger(__name__)
+TIMESTAMPS_AS_IN_FILE = "as in the file"  # the report's "timestamps" when nothing was repaired
 
 
 @dataclass(frozen=True)
@@ -178,11 +182,13 @@ def plan_job(
     source_uri, output_uri, work_root = (absolute_location(u) for u in (source_uri, output_uri, work_root))
     source_id = identity(source_uri, options)
     local = localize(source_uri, cache_dir, source_id, options)
-    info = probe(local)
-    index = read_frame_index(local)
+    try:
+        info, index = check_convertible(local)
+    except InputError as exc:  # name the user's source, not the cached copy
+        raise InputError(str(exc).replace(local, source_uri)) from None
+    for note in index.notes:  # one line each, once per run: the job still converts
+        log.warning("%s: %s", source_uri, note)
     pts = index.pts
-    if len(pts) < 2:
-        raise InputError(f"{source_uri}: has {len(pts)} video frame(s); interpolation needs at least 2")
     full = OutputTimeline(settings.spec, pts, info.time_base)
     layout = JobLayout.for_job(source_uri, source_id, output_uri, work_root, settings, chunk_length)
     job_id = layout.job_id
@@ -218,6 +224,8 @@ def plan_job(
         "output_frames": full.output_count(),
         "output_time_base": str(full.time_base),
         "tail_policy": TAIL_POLICY,
+        # repaired or sparse input timestamps: the report and the CLI say so
+        "timestamps": "; ".join(index.notes) or TIMESTAMPS_AS_IN_FILE,
         # what the report says: a source without audio gets none, whatever the mode would have done with it
         "audio_mode": settings.resolved_audio_mode() if info.audio is not None else "none (the source has no audio)",
         "stretch": settings.spec.stretch,

@@ -27,7 +27,7 @@ from av.video.frame import VideoFrame
 from av.video.reformatter import Colorspace, Interpolation, VideoReformatter
 
 from slomo_core.errors import ConfigError, InputError
-from slomo_core.video.probe import ffmpeg_reason, find_video_stream, open_input, read_frame_timestamps
+from slomo_core.video.probe import FrameIndex, ffmpeg_reason, find_video_stream, open_input, read_frame_index
 
 log = logging.getLogger(__name__)
 
@@ -76,29 +76,20 @@ def _configure_threads(stream: av.video.stream.VideoStream, threads: int) -> Non
     stream.codec_context.thread_count = threads
 
 
-@dataclass
-class _PacketStats:
-    discarded: int = 0
-
-
-def _decode_packets(packets: Iterator[av.Packet], stats: _PacketStats) -> Iterator[VideoFrame]:
+def _decode_packets(packets: Iterator[av.Packet]) -> Iterator[VideoFrame]:
     for packet in packets:
-        if packet.is_discard:
-            stats.discarded += 1
         yield from packet.decode()  # the final empty packet from demux() flushes the decoder
 
 
-def _frames_from_start(path: str, threads: int, stats: _PacketStats) -> Iterator[tuple[VideoFrame, int]]:
-    """All frames from the start of the file, with the container's declared frame count."""
+def _frames_from_start(path: str, threads: int) -> Iterator[VideoFrame]:
+    """All frames from the start of the file."""
     with open_input(path) as container:
         stream = find_video_stream(container, path)
         _configure_threads(stream, threads)
-        declared = stream.frames
-        for frame in _decode_packets(container.demux(stream), stats):
-            yield frame, declared
+        yield from _decode_packets(container.demux(stream))
 
 
-def _frames_from(path: str, target_pts: int, threads: int, stats: _PacketStats) -> Iterator[tuple[VideoFrame, int]]:
+def _frames_from(path: str, target_pts: int, threads: int) -> Iterator[VideoFrame]:
     """Frames starting at or before the frame with ``target_pts``, via a keyframe seek.
 
     If a seek lands after the target, step back to the keyframe before the one it landed on; as a
@@ -109,7 +100,6 @@ def _frames_from(path: str, target_pts: int, threads: int, stats: _PacketStats) 
         with open_input(path) as container:
             stream = find_video_stream(container, path)
             _configure_threads(stream, threads)
-            declared = stream.frames
             try:
                 container.seek(seek_ts, stream=stream, backward=True, any_frame=False)
             except av.error.FFmpegError as err:
@@ -120,20 +110,17 @@ def _frames_from(path: str, target_pts: int, threads: int, stats: _PacketStats) 
             if first is None or (first.pts is None and first.dts is None):
                 break
             landed = first.dts if first.dts is not None else first.pts
-            frames = _decode_packets(itertools.chain([first], packets), stats)
+            frames = _decode_packets(itertools.chain([first], packets))
             head = next(frames, None)
             if head is not None and head.pts is not None and head.pts <= target_pts:
-                yield head, declared
-                for frame in frames:
-                    yield frame, declared
+                yield head
+                yield from frames
                 return
             log.debug("%s: seek to %d landed after frame pts %d; stepping back", path, seek_ts, target_pts)
             if landed > seek_ts:
                 break  # no keyframe at or before seek_ts in the index
             seek_ts = landed - 1
-        stats.discarded = 0
-    stats.discarded = 0
-    yield from _frames_from_start(path, threads, stats)
+    yield from _frames_from_start(path, threads)
 
 
 def _check_range(path: str, start_index: int, stop_index: int | None) -> None:
@@ -143,6 +130,40 @@ def _check_range(path: str, start_index: int, stop_index: int | None) -> None:
         raise ConfigError(f"{path}: stop_index {stop_index} is before start_index {start_index}")
 
 
+def _rgb(frame: VideoFrame, reformatter: VideoReformatter, path: str, index: int) -> np.ndarray:
+    try:
+        return frame_to_rgb(frame, reformatter)
+    except (av.error.FFmpegError, ValueError) as err:
+        raise InputError(f"{path}: cannot convert frame {index} to RGB ({ffmpeg_reason(err)})") from err
+
+
+def _next_frame(source: Iterator[VideoFrame], path: str, index: int) -> VideoFrame | None:
+    try:
+        return next(source, None)
+    except av.error.FFmpegError as err:
+        raise InputError(f"{path}: decode error at frame {index} ({ffmpeg_reason(err)})") from err
+
+
+def _counted_frames(
+    path: str, pts: Sequence[int], start_index: int, stop_index: int, threads: int
+) -> Iterator[DecodedFrame]:
+    """Frames of a file whose timestamps were repaired: decoded from the start and counted, frame k
+    getting ``pts[k]``. Counting needs no trust in the decoder's timestamps; a seek would."""
+    source = _frames_from_start(path, threads)
+    reformatter = VideoReformatter()
+    try:
+        for index in range(stop_index):
+            frame = _next_frame(source, path, index)
+            if frame is None:
+                raise InputError(
+                    f"{path}: wanted frames {start_index}..{stop_index - 1} but the video ended after {index} frames"
+                )
+            if index >= start_index:
+                yield DecodedFrame(index=index, pts=pts[index], image=_rgb(frame, reformatter, path, index))
+    finally:
+        source.close()
+
+
 def iter_frames(
     path: str,
     start_index: int = 0,
@@ -150,73 +171,63 @@ def iter_frames(
     *,
     threads: int = 0,
     timestamps: Sequence[int] | None = None,
+    index: FrameIndex | None = None,
 ) -> Iterator[DecodedFrame]:
     """Yield frames ``start_index`` .. ``stop_index - 1`` (display order) with exact pts.
 
-    ``timestamps`` (optional) is ``read_frame_timestamps(path)`` if the caller already has it;
-    it is needed to seek when ``start_index > 0`` and is then read here if not given. Every
-    delivered pts is checked against it. ``threads`` = 0 lets FFmpeg pick.
-    InputError on decode errors, missing/non-increasing timestamps, a truncated stream, or a
+    ``index`` (optional) is ``read_frame_index(path)`` if the caller already has it, and is read here
+    if neither it nor ``timestamps`` (its ``pts``, for files whose timestamps needed no repair) is
+    given. Every delivered pts is the index's: checked against the decoder's, or, where the index
+    repaired them, assigned by counting frames. ``threads`` = 0 lets FFmpeg pick.
+    InputError on decode errors, timestamps that disagree with the index, a truncated stream, or a
     range the file does not have: exactly ``stop_index - start_index`` frames or an error.
     """
     _check_range(path, start_index, stop_index)
     if stop_index == start_index:
         return
-    expected: Sequence[int] | None = timestamps
-    if expected is None and start_index > 0:
-        expected = read_frame_timestamps(path)
-    if expected is not None:
-        last_wanted = (stop_index if stop_index is not None else start_index + 1) - 1
-        if last_wanted >= len(expected):
-            raise InputError(
-                f"{path}: frames {start_index}..{last_wanted} requested but the video has {len(expected)} frames"
-            )
+    if index is None and timestamps is None:
+        index = read_frame_index(path)
+    expected: Sequence[int] = index.pts if index is not None else timestamps  # type: ignore[assignment]
+    last_wanted = (stop_index if stop_index is not None else start_index + 1) - 1
+    if last_wanted >= len(expected):
+        raise InputError(
+            f"{path}: frames {start_index}..{last_wanted} requested but the video has {len(expected)} frames"
+        )
+    if index is not None and index.repair is not None:
+        yield from _counted_frames(path, expected, start_index, stop_index or len(expected), threads)
+        return
 
-    stats = _PacketStats()
     if start_index > 0:
-        assert expected is not None
-        source = _frames_from(path, expected[start_index], threads, stats)
+        source = _frames_from(path, expected[start_index], threads)
     else:
-        source = _frames_from_start(path, threads, stats)
+        source = _frames_from_start(path, threads)
 
     reformatter = VideoReformatter()
-    index = start_index
+    index_now = start_index
     prev_pts: int | None = None
-    declared = 0
     try:
-        while stop_index is None or index < stop_index:
-            try:
-                item = next(source, None)
-            except av.error.FFmpegError as err:
-                raise InputError(f"{path}: decode error at frame {index} ({ffmpeg_reason(err)})") from err
-            if item is None:
+        while stop_index is None or index_now < stop_index:
+            frame = _next_frame(source, path, index_now)
+            if frame is None:
                 break
-            frame, declared = item
-            pts = _frame_pts(frame, path, index)
-            if expected is not None and pts < expected[start_index]:
+            pts = _frame_pts(frame, path, index_now)
+            if pts < expected[start_index]:
                 continue  # decoded from the keyframe before the wanted range
             if prev_pts is not None and pts <= prev_pts:
-                raise InputError(f"{path}: frame {index} has pts {pts}, not after the previous frame's {prev_pts}")
-            if expected is not None and index < len(expected) and pts != expected[index]:
-                raise InputError(f"{path}: frame {index} has pts {pts} but the packets say {expected[index]}")
-            try:
-                image = frame_to_rgb(frame, reformatter)
-            except (av.error.FFmpegError, ValueError) as err:
-                raise InputError(f"{path}: cannot convert frame {index} to RGB ({ffmpeg_reason(err)})") from err
-            yield DecodedFrame(index=index, pts=pts, image=image)
+                raise InputError(f"{path}: frame {index_now} has pts {pts}, not after the previous frame's {prev_pts}")
+            if index_now < len(expected) and pts != expected[index_now]:
+                raise InputError(f"{path}: frame {index_now} has pts {pts} but the packets say {expected[index_now]}")
+            yield DecodedFrame(index=index_now, pts=pts, image=_rgb(frame, reformatter, path, index_now))
             prev_pts = pts
-            index += 1
+            index_now += 1
     finally:
         source.close()  # closes the container even when the caller stops early
 
-    if stop_index is not None and index < stop_index:
+    if stop_index is not None and index_now < stop_index:
         raise InputError(
-            f"{path}: wanted frames {start_index}..{stop_index - 1} but decoding stopped after {index - start_index}"
+            f"{path}: wanted frames {start_index}..{stop_index - 1} but decoding stopped after {index_now - start_index}"
         )
-    if stop_index is None:
-        if expected is not None and index < len(expected):
-            raise InputError(f"{path}: truncated: {len(expected)} frames in the index, decoded {index}")
-        elif declared > 0 and index + stats.discarded < declared:
-            raise InputError(f"{path}: truncated: declared {declared} frames, decoded {index}")
-    if index == start_index:
+    if stop_index is None and index_now < len(expected):
+        raise InputError(f"{path}: truncated: {len(expected)} frames in the index, decoded {index_now}")
+    if index_now == start_index:
         raise InputError(f"{path}: no video frames decoded")

@@ -11,6 +11,7 @@ import logging
 import os
 from dataclasses import dataclass, replace
 from fractions import Fraction
+from typing import IO
 
 import av
 import av.container
@@ -19,6 +20,14 @@ import av.stream
 import av.video.stream
 
 from slomo_core.errors import InputError
+from slomo_core.video.pts_repair import (
+    SparseStream,
+    TimestampRepair,
+    frame_step,
+    pts_need_decoding,
+    repair_timestamps,
+    sparse_or_truncated,
+)
 
 log = logging.getLogger(__name__)
 
@@ -169,15 +178,46 @@ def probe(path: str) -> VideoInfo:
 
 @dataclass(frozen=True)
 class FrameIndex:
-    """Every frame's pts in display order, and which display indices are keyframes (seek points)."""
+    """Every frame's pts in display order, and which display indices are keyframes (seek points).
+
+    ``repair`` is set when the file's own timestamps were unusable (see pts_repair.py): then display
+    frame k has ``pts[k]`` whatever the decoder says, and frames are found by counting from the start.
+    ``sparse`` is set when the stream holds fewer frames than declared slots but reaches its end.
+    """
 
     pts: list[int]
     keyframes: list[int]
+    repair: TimestampRepair | None = None
+    sparse: SparseStream | None = None
+
+    @property
+    def notes(self) -> list[str]:
+        """One line per thing a user should know about these timestamps (probe prints, convert warns)."""
+        return [fact.describe() for fact in (self.repair, self.sparse) if fact is not None]
 
 
 def read_frame_timestamps(path: str) -> list[int]:
     """Presentation timestamps of every video frame, in display order, without decoding pixels."""
     return read_frame_index(path).pts
+
+
+def _decoded_frame_timestamps(path: str) -> tuple[list[int | None], list[int]]:
+    """The pts the decoder shows, in display order, and the keyframes' display indices (no RGB)."""
+    shown: list[int | None] = []
+    keyframes: list[int] = []
+    with open_input(path) as container:
+        stream = find_video_stream(container, path)
+        stream.thread_type = "AUTO"
+        try:
+            for frame in container.decode(stream):
+                if frame.key_frame:
+                    keyframes.append(len(shown))
+                shown.append(frame.pts)
+        except av.error.FFmpegError as err:
+            raise InputError(f"{path}: decode error at frame {len(shown)} ({ffmpeg_reason(err)})") from err
+    if not shown:
+        raise InputError(f"{path}: video stream has no decodable frames")
+    return shown, keyframes or [0]
 
 
 def read_frame_index(path: str) -> FrameIndex:
@@ -186,12 +226,14 @@ def read_frame_index(path: str) -> FrameIndex:
     Packets flagged "discard" (outside an MP4 edit list) are skipped, so the list matches the
     frames a decoder and a player show. Timestamps are in the stream time base and already include
     the container's edit-list shift (a B-frame MP4 written from pts 0 reads back from pts 0).
-    InputError on packets without timestamps, duplicate timestamps, or a stream shorter than the
-    frame count the container declares (truncated file).
+    Packets whose pts are missing, repeated or not display times (pts_need_decoding) are decoded
+    once and their timestamps repaired (pts_repair.py). InputError on a stream shorter than the
+    frame count the container declares (truncated file); a sparse one only says so in ``sparse``.
     """
     with open_input(path) as container:
         stream = find_video_stream(container, path)
-        timestamps: list[int] = []
+        packet_pts: list[int | None] = []
+        packet_dts: list[int | None] = []
         key_pts: set[int] = set()
         discarded = 0
         try:
@@ -201,26 +243,56 @@ def read_frame_index(path: str) -> FrameIndex:
                 if packet.is_discard:
                     discarded += 1
                     continue
-                ts = packet.pts if packet.pts is not None else packet.dts
-                if ts is None:
-                    raise InputError(f"{path}: video packet {len(timestamps)} has no pts and no dts")
                 if packet.is_corrupt:
-                    log.warning("%s: video packet at pts %d is flagged corrupt", path, ts)
-                if packet.is_keyframe:
-                    key_pts.add(ts)
-                timestamps.append(ts)
+                    log.warning("%s: video packet %d is flagged corrupt", path, len(packet_pts))
+                if packet.is_keyframe and packet.pts is not None:
+                    key_pts.add(packet.pts)
+                packet_pts.append(packet.pts)
+                packet_dts.append(packet.dts)
         except av.error.FFmpegError as err:
             raise InputError(
-                f"{path}: cannot read video packet {len(timestamps)} ({ffmpeg_reason(err)})"
+                f"{path}: cannot read video packet {len(packet_pts)} ({ffmpeg_reason(err)})"
             ) from err
         declared = stream.frames
-    if not timestamps:
+        reorders = bool(stream.codec_context.has_b_frames)
+        step = frame_step(stream.time_base, stream.average_rate or stream.guessed_rate)
+        duration, start = stream.duration, stream.start_time or 0
+    if not packet_pts:
         raise InputError(f"{path}: video stream has no frames")
-    timestamps.sort()
-    for prev, cur in zip(timestamps, timestamps[1:]):
-        if cur == prev:
-            raise InputError(f"{path}: two video frames share the timestamp {cur}")
-    if declared > 0 and len(timestamps) + discarded < declared:
-        raise InputError(f"{path}: truncated: declared {declared} frames, found {len(timestamps) + discarded}")
-    keyframes = [i for i, ts in enumerate(timestamps) if ts in key_pts]
-    return FrameIndex(timestamps, keyframes)
+    suspect = pts_need_decoding(packet_pts, reorders)
+    repair = None
+    if suspect is None:
+        timestamps = sorted(packet_pts)  # type: ignore[type-var]
+        keyframes = [i for i, ts in enumerate(timestamps) if ts in key_pts]
+    else:
+        shown, keyframes = _decoded_frame_timestamps(path)
+        timestamps, repair = repair_timestamps(shown, packet_dts, step, suspect)
+    judged = sparse_or_truncated(timestamps, len(timestamps) + discarded, declared, step, duration, start)
+    if isinstance(judged, str):
+        raise InputError(f"{path}: {judged}")
+    return FrameIndex(timestamps, keyframes, repair, judged)
+
+
+def check_convertible(path: str) -> tuple[VideoInfo, FrameIndex]:
+    """The one decision whether a local file can be converted: ``slomo probe``, the preflight and the
+    planner all call this, so they never disagree. The first frame decodes (``probe``), every frame has
+    a usable timestamp (repaired if need be) and there are at least two frames to interpolate between."""
+    info = probe(path)
+    index = read_frame_index(path)
+    if len(index.pts) < 2:
+        raise InputError(f"{path}: has {len(index.pts)} video frame(s); interpolation needs at least 2")
+    return info, index
+
+
+def check_first_frame(source: str | IO[bytes], name: str) -> None:
+    """InputError (one line) unless the first video frame decodes; reads only the file's head.
+
+    ``source`` is a local path or an open binary file (an fsspec file for object storage), so a
+    remote source is checked in a second or two, before any cluster work starts.
+    """
+    try:
+        container = av.open(source, mode="r")
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as err:
+        raise InputError(f"{name}: not a readable media file ({ffmpeg_reason(err)})") from err
+    with container:
+        _first_frame_rotation(container, find_video_stream(container, name), name)
