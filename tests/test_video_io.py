@@ -223,8 +223,10 @@ def test_range_errors(tmp_path):
     path = make_clip(str(tmp_path / "in.mp4"), moving_square_frames(5, 64, 48), cfr_pts(5), TB25)
     with pytest.raises(InputError, match="has 5 frames"):
         list(iter_frames(path, 3, 8))
+    with pytest.raises(InputError, match="has 5 frames"):
+        list(iter_frames(path, 0, 8))  # the index is read even from frame 0: the range is refused up front
     with pytest.raises(InputError, match="stopped after 5"):
-        list(iter_frames(path, 0, 8))
+        list(iter_frames(path, 0, 8, timestamps=cfr_pts(8)))  # a caller's index that promises too much
     with pytest.raises(ConfigError):
         list(iter_frames(path, -1))
     with pytest.raises(ConfigError):
