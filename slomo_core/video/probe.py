@@ -255,7 +255,7 @@ def read_frame_index(path: str) -> FrameIndex:
             ) from err
         declared = stream.frames
         reorders = bool(stream.codec_context.has_b_frames)
-        step = frame_step(stream.time_base, stream.average_rate or stream.guessed_rate)
+        step = frame_step(stream.time_base, stream.guessed_rate or stream.average_rate)  # AVI: average = slot rate
         duration, start = stream.duration, stream.start_time or 0
     if not packet_pts:
         raise InputError(f"{path}: video stream has no frames")

@@ -104,9 +104,11 @@ def sparse_or_truncated(
 ) -> SparseStream | str | None:
     """Judge a stream with fewer frames than declared: sparse (complete), truncated (the reason), or fine.
 
-    Complete means the frames present reach the declared end: the last frame sits in the last
-    declared slot (a capture that dropped its last frames reads as truncated). Without a known frame step nothing can be judged
-    and fewer frames than declared is called truncated, as before.
+    Complete means the frames present reach the declared end: the last frame, lasting as long as the
+    typical (median) gap between frames, ends at or after the declared duration (a capture that dropped
+    its last frames reads as truncated). ``step`` (one frame at the declared rate) stands in for the
+    gap of a one-frame stream and for a missing duration; without it nothing can be judged and fewer
+    frames than declared is called truncated, as before.
     ``found`` counts the frames present, including packets a player skips (outside an edit list).
     """
     if declared <= 0 or found >= declared:
@@ -114,8 +116,9 @@ def sparse_or_truncated(
     truncated = f"truncated: declared {declared} frames, found {found}"
     if step is None:
         return truncated
+    gaps = sorted(b - a for a, b in zip(pts, pts[1:]))
+    last_lasts = gaps[len(gaps) // 2] if gaps else step
     declared_span = duration if duration and duration > 0 else declared * step
-    reached = pts[-1] + step - start
-    if reached >= declared_span:
+    if pts[-1] + last_lasts - start >= declared_span:
         return SparseStream(found, declared)
     return truncated
