@@ -279,3 +279,18 @@ def test_remote_source_first_frame_checked_before_any_work(tmp_path: Path, s3_bu
     good = f"{bucket}/in/good.avi"
     upload(bframes_avi, good, options)
     preflight(good, f"{bucket}/out/o.mp4", False, options, "drop")
+
+
+@pytest.mark.usefixtures("ray_session", "prefect_harness")
+def test_flow_path_converts_a_repaired_avi_like_the_local_path(bframes_avi: str, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    flow_out, local_out = tmp_path / "flow.mkv", tmp_path / "local.mkv"
+    common = ["--factor", "2", "--codec", "ffv1", "--chunk-frames", "5", "-q"]
+    assert main(["convert", bframes_avi, str(flow_out), *common, "--workers", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "16 -> 31 frames in 3 chunk(s)" in text and "timestamps repaired: " in text, text
+    assert main(["convert", bframes_avi, str(local_out), *common, "--local"]) == 0
+    flow, local = list(iter_frames(str(flow_out))), list(iter_frames(str(local_out)))
+    assert [f.pts for f in flow] == [f.pts for f in local] and len(flow) == 31
+    for a, b in zip(flow, local):
+        np.testing.assert_array_equal(a.image, b.image)
