@@ -8,7 +8,9 @@ repair or the sparseness said once, and chunked output must equal one-chunk outp
 
 from __future__ import annotations
 
+import logging
 import time
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -166,10 +168,10 @@ def _remux_to_avi(source: Path, target: Path) -> str:
 
 
 @pytest.mark.parametrize("name, step", [("bikes.mp4", 24), ("carphone_pristine.mp4", 20)])
-def test_real_footage_remuxed_into_avi_gives_the_same_frames(footage: Path, tmp_path: Path, name: str,
-                                                             step: int) -> None:
+def test_real_footage_remuxed_into_avi_gives_the_same_frames(footage: Path, tmp_path: Path, name: str, step: int,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
     """Real B-frame footage copied into AVI: FFmpeg's made-up pts go backwards, the repaired ones do not,
-    and every frame is the MP4's own, in order, also when decoded as a range."""
+    and every frame is the MP4's own, in order, also when decoded as a range after a keyframe seek."""
     avi = _remux_to_avi(footage / name, tmp_path / "clip.avi")
     shown = _decoder_pts(avi)
     assert any(b <= a for a, b in zip(shown, shown[1:]))
@@ -177,12 +179,18 @@ def test_real_footage_remuxed_into_avi_gives_the_same_frames(footage: Path, tmp_
     assert index.repair.method == "dts" and index.sparse is not None  # 1/600 s slots, a frame every 20-24
     assert index.pts[0] == 0 and {b - a for a, b in zip(index.pts, index.pts[1:])} <= {step, step + 1}  # slot rounding
     assert index.keyframes == read_frame_index(str(footage / name)).keyframes
-    reference = [f.image for f in iter_frames(str(footage / name), 0, 60)]
-    for start, stop in [(0, 60), (37, 45)]:
+    reference = [f.image for f in iter_frames(str(footage / name), 0, 100)]
+    caplog.set_level(logging.DEBUG, logger="slomo_core.video.decode")
+    for start, stop in [(0, 100), (37, 45), (80, 100)]:  # bikes: 37 and 80 follow keyframes 30 and 76
         got = list(iter_frames(avi, start, stop, index=index))
-        assert [f.pts for f in got] == index.pts[start:stop]
+        assert [f.pts for f in got] == index.pts[start:stop] and [f.index for f in got] == list(range(start, stop))
         for frame, want in zip(got, reference[start:stop]):
             np.testing.assert_array_equal(frame.image, want)
+    assert "counting from the start" not in caplog.text  # the seeks landed where the index said
+    lost = replace(index, seek_points={-5: 76})  # a seek point the decoder never shows: counted from the start
+    got = list(iter_frames(avi, 80, 84, index=lost))
+    assert [f.pts for f in got] == index.pts[80:84]
+    np.testing.assert_array_equal(got[0].image, reference[80])
 
 
 def test_probe_reports_the_repair_and_agrees_with_convert(bframes_avi: str, sparse_avi: str, tmp_path: Path,

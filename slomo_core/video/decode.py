@@ -144,22 +144,55 @@ def _next_frame(source: Iterator[VideoFrame], path: str, index: int) -> VideoFra
         raise InputError(f"{path}: decode error at frame {index} ({ffmpeg_reason(err)})") from err
 
 
-def _counted_frames(
-    path: str, pts: Sequence[int], start_index: int, stop_index: int, threads: int
-) -> Iterator[DecodedFrame]:
-    """Frames of a file whose timestamps were repaired: decoded from the start and counted, frame k
-    getting ``pts[k]``. Counting needs no trust in the decoder's timestamps; a seek would."""
-    source = _frames_from_start(path, threads)
+def _numbered_from_keyframe(path: str, index: FrameIndex, start_index: int, threads: int) -> Iterator[tuple[int, VideoFrame]]:
+    """Frames of a repaired file with their display index, from the last keyframe at or before
+    ``start_index`` that a seek can find by the decoder's own pts (``seek_points``), else from the start.
+
+    A seek is trusted only when the first frame it gives is a keyframe whose pts the index knows (a
+    stream whose leading frames display before their keyframe fails that and is decoded from the start).
+    """
+    known = sorted((k, raw) for raw, k in index.seek_points.items() if 0 < k <= start_index)
+    if known:
+        keyframe, raw = known[-1]
+        with open_input(path) as container:
+            stream = find_video_stream(container, path)
+            _configure_threads(stream, threads)
+            try:
+                container.seek(raw, stream=stream, backward=True, any_frame=False)
+                frames = _decode_packets(container.demux(stream))
+                head = next(frames, None)
+            except av.error.FFmpegError as err:
+                log.debug("%s: seek to keyframe %d failed (%s); counting from the start", path, keyframe, err)
+                head = None
+            found = index.seek_points.get(head.pts) if head is not None and head.key_frame else None
+            if found is not None and found <= start_index:
+                yield found, head
+                yield from zip(itertools.count(found + 1), frames)
+                return
+            log.debug("%s: seek for frame %d did not land on a known keyframe; counting from the start", path, start_index)
+    yield from enumerate(_frames_from_start(path, threads))
+
+
+def _counted_frames(path: str, index: FrameIndex, start_index: int, stop_index: int, threads: int) -> Iterator[DecodedFrame]:
+    """Frames of a file whose timestamps were repaired: display frame k gets ``index.pts[k]``, k found by
+    counting frames from a keyframe the index knows, so no decoder timestamp needs to be right."""
+    source = _numbered_from_keyframe(path, index, start_index, threads)
     reformatter = VideoReformatter()
+    delivered = start_index
     try:
-        for index in range(stop_index):
-            frame = _next_frame(source, path, index)
-            if frame is None:
+        while delivered < stop_index:
+            try:
+                item = next(source, None)
+            except av.error.FFmpegError as err:
+                raise InputError(f"{path}: decode error at frame {delivered} ({ffmpeg_reason(err)})") from err
+            if item is None:
                 raise InputError(
-                    f"{path}: wanted frames {start_index}..{stop_index - 1} but the video ended after {index} frames"
+                    f"{path}: wanted frames {start_index}..{stop_index - 1} but decoding stopped after {delivered - start_index}"
                 )
-            if index >= start_index:
-                yield DecodedFrame(index=index, pts=pts[index], image=_rgb(frame, reformatter, path, index))
+            number, frame = item
+            if number >= start_index:
+                yield DecodedFrame(index=number, pts=index.pts[number], image=_rgb(frame, reformatter, path, number))
+                delivered = number + 1
     finally:
         source.close()
 
@@ -194,7 +227,7 @@ def iter_frames(
             f"{path}: frames {start_index}..{last_wanted} requested but the video has {len(expected)} frames"
         )
     if index is not None and index.repair is not None:
-        yield from _counted_frames(path, expected, start_index, stop_index or len(expected), threads)
+        yield from _counted_frames(path, index, start_index, stop_index or len(expected), threads)
         return
 
     if start_index > 0:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import IO
 
@@ -182,6 +182,8 @@ class FrameIndex:
 
     ``repair`` is set when the file's own timestamps were unusable (see pts_repair.py): then display
     frame k has ``pts[k]`` whatever the decoder says, and frames are found by counting from the start.
+    ``seek_points`` (repaired files only) maps the pts the decoder shows on a keyframe to its display
+    index, where that pts is unique: a chunk seeks there and counts on instead of decoding from the start.
     ``sparse`` is set when the stream holds fewer frames than declared slots but reaches its end.
     """
 
@@ -189,6 +191,7 @@ class FrameIndex:
     keyframes: list[int]
     repair: TimestampRepair | None = None
     sparse: SparseStream | None = None
+    seek_points: dict[int, int] = field(default_factory=dict)
 
     @property
     def notes(self) -> list[str]:
@@ -260,17 +263,19 @@ def read_frame_index(path: str) -> FrameIndex:
     if not packet_pts:
         raise InputError(f"{path}: video stream has no frames")
     suspect = pts_need_decoding(packet_pts, reorders)
-    repair = None
+    repair, seek_points = None, {}
     if suspect is None:
         timestamps = sorted(packet_pts)  # type: ignore[type-var]
         keyframes = [i for i, ts in enumerate(timestamps) if ts in key_pts]
     else:
         shown, keyframes = _decoded_frame_timestamps(path)
         timestamps, repair = repair_timestamps(shown, packet_dts, step, suspect)
+        unique = [k for k in keyframes if shown[k] is not None and shown.count(shown[k]) == 1]
+        seek_points = {shown[k]: k for k in unique}
     judged = sparse_or_truncated(timestamps, len(timestamps) + discarded, declared, step, duration, start)
     if isinstance(judged, str):
         raise InputError(f"{path}: {judged}")
-    return FrameIndex(timestamps, keyframes, repair, judged)
+    return FrameIndex(timestamps, keyframes, repair, judged, seek_points)
 
 
 def check_convertible(path: str) -> tuple[VideoInfo, FrameIndex]:
