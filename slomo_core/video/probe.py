@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import IO
@@ -257,7 +258,9 @@ def read_frame_index(path: str) -> FrameIndex:
                 f"{path}: cannot read video packet {len(packet_pts)} ({ffmpeg_reason(err)})"
             ) from err
         declared = stream.frames
-        reorders = bool(stream.codec_context.has_b_frames)
+        # AVI stores no presentation times: FFmpeg makes them up from the packet order. MP4, MKV and TS
+        # store them, so only AVI's are suspect when the codec reorders (and only AVI pays a decode pass).
+        reorders = container.format.name == "avi" and bool(stream.codec_context.has_b_frames)
         step = frame_step(stream.time_base, stream.guessed_rate or stream.average_rate)  # AVI: average = slot rate
         duration, start = stream.duration, stream.start_time or 0
     if not packet_pts:
@@ -270,8 +273,8 @@ def read_frame_index(path: str) -> FrameIndex:
     else:
         shown, keyframes = _decoded_frame_timestamps(path)
         timestamps, repair = repair_timestamps(shown, packet_dts, step, suspect)
-        unique = [k for k in keyframes if shown[k] is not None and shown.count(shown[k]) == 1]
-        seek_points = {shown[k]: k for k in unique}
+        seen = Counter(shown)
+        seek_points = {shown[k]: k for k in keyframes if shown[k] is not None and seen[shown[k]] == 1}
     judged = sparse_or_truncated(timestamps, len(timestamps) + discarded, declared, step, duration, start)
     if isinstance(judged, str):
         raise InputError(f"{path}: {judged}")

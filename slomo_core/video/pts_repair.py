@@ -61,9 +61,9 @@ def frame_step(time_base: Fraction, rate: Fraction | None) -> int | None:
 def pts_need_decoding(packet_pts: Sequence[int | None], reorders: bool) -> str | None:
     """Why the packets' pts cannot be trusted as display times without decoding (None: they can).
 
-    Missing or repeated pts are plainly damaged. A codec that reorders frames (B-frames) has display
-    times that go back in decode order; pts that never do were made up from the packet order (AVI),
-    so the frames the decoder shows will not carry them in order.
+    Missing or repeated pts are plainly damaged. ``reorders``: the codec reorders frames (B-frames) in a
+    container that stores no pts (AVI). Real display times then go back in decode order; pts that never
+    do were made up from the packet order, and the frames the decoder shows will not carry them in order.
     """
     if any(p is None for p in packet_pts):
         return "packets without pts"
