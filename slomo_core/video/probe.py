@@ -182,9 +182,9 @@ class FrameIndex:
     """Every frame's pts in display order, and which display indices are keyframes (seek points).
 
     ``repair`` is set when the file's own timestamps were unusable (see pts_repair.py): then display
-    frame k has ``pts[k]`` whatever the decoder says, and frames are found by counting from the start.
-    ``seek_points`` (repaired files only) maps the pts the decoder shows on a keyframe to its display
-    index, where that pts is unique: a chunk seeks there and counts on instead of decoding from the start.
+    frame k has ``pts[k]`` whatever the decoder says, and frames are found by counting. ``seek_points``
+    (repaired files only) maps the pts the decoder shows on a keyframe to its display index, where that
+    pts is unique: a chunk seeks there and counts on instead of counting from the start of the file.
     ``sparse`` is set when the stream holds fewer frames than declared slots but reaches its end.
     """
 
