@@ -18,7 +18,8 @@ from slomo_core.errors import SlomoError
 from slomo_core.keys import UnsafeKeyError, absolute_location, common_prefix, output_for, relative_key
 from slomo_core.settings import ConversionSettings
 from slomo_core.storage import StorageOptions, list_files
-from tasks.conversion import connect_ray, interpolate_task, plan_task, report_task, stitch_task
+from tasks.conversion import chunk_actors, connect_ray, interpolate_task, plan_task, report_task, stitch_task
+from tasks.pool import ActorPool
 
 VIDEO_PATTERN = "**/*.mp4"
 
@@ -52,8 +53,8 @@ def _failure(source: str, output: str, exc: BaseException) -> dict[str, Any]:
 
 
 def _convert_group(group: Sequence[tuple[str, str]], settings: ConversionSettings,
-                   options: StorageOptions | None) -> list[dict[str, Any]]:
-    """Plan every video of the group, interpolate all their chunks on one actor pool, stitch each.
+                   options: StorageOptions | None, actors: ActorPool) -> list[dict[str, Any]]:
+    """Plan every video of the group, interpolate all their chunks on the batch's actors, stitch each.
 
     One bad video (unreadable source, failed chunks) fails alone: the others are stitched, and its
     committed chunks stay for the next run. ``seconds`` counts from the start of the group.
@@ -68,7 +69,7 @@ def _convert_group(group: Sequence[tuple[str, str]], settings: ConversionSetting
             rows[(source, output)] = _failure(source, output, exc)
     try:
         outcomes = interpolate_task(plans, settings.model_spec(), settings.pool_settings(), settings.ray_address,
-                                    options) if plans else []
+                                    options, actors) if plans else []
     except Exception as exc:  # noqa: BLE001 - e.g. no actor could start: every video of the group failed
         outcomes = []
         for plan in plans:
@@ -97,8 +98,9 @@ def _run_batch(todo: list[tuple[str, str]], done: list[tuple[str, str]], setting
     rows += rejected
     if todo:
         connect_ray(settings.ray_address)  # from the flow's own thread: see connect_ray
-    for start in range(0, len(todo), videos_per_pool):
-        rows += _convert_group(todo[start : start + videos_per_pool], settings, options)
+    with chunk_actors(settings.model_spec(), settings.pool_settings(), options) as actors:  # reused by every group
+        for start in range(0, len(todo), videos_per_pool):
+            rows += _convert_group(todo[start : start + videos_per_pool], settings, options, actors)
     create_table_artifact(key="batch-videos", table=rows, description="videos of this batch run")
     failed = [r for r in rows if r["status"].startswith("failed")]
     if failed:
@@ -151,7 +153,8 @@ def backfill(
     """On demand: an explicit list, or the keys under a prefix between two names (e.g. dated folders).
 
     Videos go in groups of ``videos_per_pool``: a group is planned, all its chunks run on one pool of
-    ``settings.workers`` actors (the model loads once per actor per group), then each video is stitched.
+    ``settings.workers`` actors (kept for the next group: the model loads once per actor per batch), then
+    each video is stitched.
     """
     if (sources is None) == (input_prefix is None):
         raise ValueError("give either sources or input_prefix")

@@ -24,7 +24,7 @@ from slomo_core.settings import ConversionSettings, PoolSettings
 from slomo_core.stitch import StitchReport, stitch_job
 from slomo_core.storage import exists
 from tasks.chunk_workers import ChunkWorkerFactory
-from tasks.pool import ItemResult, ensure_ray, run_pool, start_local_ray
+from tasks.pool import ActorPool, ItemResult, ensure_ray, run_pool, start_local_ray
 
 log = logging.getLogger(__name__)
 
@@ -71,12 +71,23 @@ def _settled(chunk: ChunkSpec, item: ItemResult) -> ChunkResult:
                        error=item.error or "unknown failure")
 
 
+def chunk_actors(model: ModelSpec, pool: PoolSettings, options: dict | None) -> ActorPool:
+    """Chunk workers kept across the groups of a batch: each actor loads the model once per batch."""
+    return ActorPool(ChunkWorkerFactory(model, options), pool)
+
+
 @task(name="interpolate", cache_policy=NO_CACHE)
 def interpolate_task(plans: Sequence[Plan], model: ModelSpec, pool: PoolSettings, ray_address: str | None,
-                     options: dict | None) -> list[list[ChunkResult]]:
+                     options: dict | None, actors: ActorPool | None = None) -> list[list[ChunkResult]]:
     """Run every uncommitted chunk of every plan on one actor pool (the model loads once per actor for
     the whole group, and short videos do not leave actors idle); a live progress artifact for the group
-    and a chunk table per job. Returns each plan's outcomes in chunk order."""
+    and a chunk table per job. Returns each plan's outcomes in chunk order.
+
+    ``actors`` (from :func:`chunk_actors` with the same model, pool and options) are reused and left
+    running for the next group; without them, the pool's actors end with this task."""
+    factory = ChunkWorkerFactory(model, options)
+    if actors is not None and (actors.worker_factory != factory or actors.settings != pool):
+        raise ValueError("the actors given were built for another model, pool or storage options")
     outcomes: list[dict[int, ChunkResult]] = [{} for _ in plans]
     pending: dict[str, tuple[int, ChunkSpec]] = {}
     for n, plan in enumerate(plans):
@@ -108,7 +119,8 @@ def interpolate_task(plans: Sequence[Plan], model: ModelSpec, pool: PoolSettings
             log.info("%s: %s", result.key, "ok" if outcome.ok else outcome.error)
 
         items = [(key, asdict(chunk)) for key, (_, chunk) in pending.items()]
-        for result in run_pool(items, ChunkWorkerFactory(model, options), pool, on_result=on_result):
+        results = actors.run(items, on_result) if actors is not None else run_pool(items, factory, pool, on_result)
+        for result in results:
             settle(result)
     ordered = [[done[c.chunk_index] for c in plan.chunks] for plan, done in zip(plans, outcomes)]
     for plan, plan_outcomes in zip(plans, ordered):

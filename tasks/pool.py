@@ -17,7 +17,8 @@ attempt is counted per item across actors:
   raises :class:`PoolStartError` instead of looping forever.
 
 :func:`run_pool` needs an initialised Ray: :func:`ensure_ray` is the one place that connects to or starts
-one. The pool's actors are always killed when :func:`run_pool` returns or raises.
+one. The pool's actors are always killed when :func:`run_pool` returns or raises. An :class:`ActorPool`
+keeps them between runs instead (a batch's groups), until it is closed.
 """
 
 from __future__ import annotations
@@ -196,12 +197,52 @@ def run_pool(
     (success or final failure); an exception from it is logged, not raised, so a failing progress
     update cannot abort a batch. Raises :class:`PoolStartError` if actors cannot be started.
     """
-    keys = [key for key, _ in items]
-    if len(set(keys)) != len(keys):
-        raise ValueError("item keys must be unique")
+    _check_keys(items)
     if not items:
         return []
     return _Pool(items, worker_factory, settings, on_result).run()
+
+
+def _check_keys(items: Sequence[tuple[str, Any]]) -> None:
+    keys = [key for key, _ in items]
+    if len(set(keys)) != len(keys):
+        raise ValueError("item keys must be unique")
+
+
+class ActorPool:
+    """Actors that outlive one run, so that a batch's groups share them: each actor builds its worker (loads
+    the model) once per batch, not once per group.
+
+    :meth:`run` is :func:`run_pool` on these actors. Actors idle when a run ends wait for the next run;
+    :meth:`close` (or leaving the ``with`` block) ends them. A run that raises kills its actors as
+    :func:`run_pool` does, and the next run starts fresh ones. An actor that died while idle fails the
+    attempt of the first item sent to it, which is retried on another actor like any lost attempt.
+    """
+
+    def __init__(self, worker_factory: Callable[[], Any], settings: PoolSettings) -> None:
+        self.worker_factory = worker_factory
+        self.settings = settings
+        self._idle: list[tuple[_Slot, Any]] = []  # (actor, its ready probe while it is still starting)
+
+    def __enter__(self) -> ActorPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def run(self, items: Sequence[tuple[str, Any]],
+            on_result: Callable[[ItemResult], None] | None = None) -> list[ItemResult]:
+        _check_keys(items)
+        if not items:
+            return []
+        return _Pool(items, self.worker_factory, self.settings, on_result, self).run()
+
+    def close(self) -> None:
+        slots = [slot for slot, _ in self._idle]
+        self._idle = []
+        _close_gracefully([slot.handle for slot in slots if slot.worker is not None])
+        for slot in slots:
+            _kill(slot.handle)
 
 
 class _Pool:
@@ -213,6 +254,7 @@ class _Pool:
         worker_factory: Callable[[], Any],
         settings: PoolSettings,
         on_result: Callable[[ItemResult], None] | None,
+        actors: ActorPool | None = None,
     ) -> None:
         self.items = list(items)
         self.factory = worker_factory
@@ -231,6 +273,13 @@ class _Pool:
             "max_restarts": 0,
             "max_task_retries": 0,
         }
+        self.actors = actors
+        if actors is not None:  # the actors earlier runs left idle
+            for slot, probe in actors._idle:
+                self.slots.append(slot)
+                if probe is not None:
+                    self.pending[probe] = (slot, None)
+            actors._idle = []
 
     # -- main loop -------------------------------------------------------------------------------
 
@@ -257,6 +306,8 @@ class _Pool:
                     else:
                         self._on_item(slot, index, ref)
         finally:
+            if self.actors is not None and not self.remaining:
+                self.actors._idle = self._detach_idle()
             self._kill_all()
         return [result for result in self.results if result is not None]
 
@@ -384,6 +435,15 @@ class _Pool:
         for ref in [ref for ref, (owner, _) in self.pending.items() if owner is slot]:
             del self.pending[ref]
         _kill(slot.handle)
+
+    def _detach_idle(self) -> list[tuple[_Slot, Any]]:
+        """Take the actors without an item in flight off this run, each with its ready probe if still starting."""
+        probes = {slot: ref for ref, (slot, index) in self.pending.items() if index is None}
+        idle = [(slot, probes.get(slot)) for slot in self.slots if slot.item is None]
+        for slot, probe in idle:
+            self.slots.remove(slot)
+            self.pending.pop(probe, None)
+        return idle
 
     def _kill_all(self) -> None:
         # Idle actors only: a busy one would answer after its item (a Ctrl-C must not wait for that);

@@ -19,6 +19,7 @@ import pytest
 import ray
 
 from tasks.pool import (
+    ActorPool,
     ItemResult,
     PoolSettings,
     PoolStartError,
@@ -272,3 +273,44 @@ def test_local_ray_listens_on_loopback_only(tmp_path: Path) -> None:
     assert len(listening) >= 4, listening  # gcs, raylet, agents, workers: the check saw them
     wide = [entry for entry in listening if entry[0] not in ("127.0.0.1", "::1", "::ffff:127.0.0.1")]
     assert wide == [], wide
+
+
+def _gone(pid: int, timeout_s: float = 20.0) -> bool:
+    """Whether process ``pid`` ends within ``timeout_s`` (Ray kills actors asynchronously)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_actor_pool_keeps_its_actors_across_runs_until_closed(ray_session: None, tmp_path: Path) -> None:
+    """A batch's groups run on the same actors (the worker is built once per actor per batch); closing ends them."""
+    with ActorPool(RecordingFactory(tmp_path), PoolSettings(workers=2)) as actors:
+        first = actors.run(_items(4, c00="await_actors"))  # both actors work in the first run
+        second = actors.run([(f"d{i}", {"key": f"d{i}", "n": i}) for i in range(4)])
+        assert actors.run([]) == []
+    assert [r.value["square"] for r in first + second] == [0, 1, 4, 9] * 2
+    first_workers, second_workers = {r.worker for r in first}, {r.worker for r in second}
+    assert len(first_workers) == 2 and second_workers <= first_workers
+    assert _constructions(tmp_path) == 2
+    assert all(_gone(int(worker.rsplit(":", 1)[1])) for worker in first_workers)
+
+
+def test_actor_pool_run_that_raises_leaves_no_actor_for_the_next(ray_session: None, tmp_path: Path) -> None:
+    """An interrupted run kills its actors as run_pool does; the next run starts fresh ones."""
+
+    def interrupt(result: ItemResult) -> None:
+        raise KeyboardInterrupt
+
+    with ActorPool(RecordingFactory(tmp_path), PoolSettings(workers=1)) as actors:
+        with pytest.raises(KeyboardInterrupt):
+            actors.run(_items(2), on_result=interrupt)
+        (interrupted,) = {line for key in ("c00", "c01") if (tmp_path / f"attempts-{key}").exists()
+                          for line in _attempt_workers(tmp_path, key)}
+        assert _gone(int(interrupted.rsplit(":", 1)[1]))
+        (after,) = actors.run(_items(1))
+    assert after.ok and after.worker != interrupted
