@@ -103,7 +103,10 @@ def test_renew_pushes_the_expiry_so_a_running_job_is_never_taken_over(lease_url)
 
 
 def test_two_takers_of_one_expired_lease_one_wins(lease_url) -> None:
-    """Both read the expired lease, both try to replace it: the conditional write lets exactly one through."""
+    """Both read the expired lease, both try to replace it: the conditional write lets exactly one through.
+
+    Interleaved by hand: on S3 the atomicity is the server's (moto checks the condition and then stores, not
+    under one lock, so a truly simultaneous race against moto would test moto); local files race for real below."""
     clock = Clock()
     _lease(lease_url, "dead", clock, ttl=5).acquire()
     clock.now += 6

@@ -57,21 +57,22 @@ def _hold(url: str, options=None, ttl: float = 600.0, now_offset: float = 0.0) -
 # -- slomo convert --local: two processes, one video ---------------------------------------------------------------
 
 def test_two_local_runs_of_one_video_convert_it_once(tmp_path: Path) -> None:
-    src = make_clip(str(tmp_path / "in.mp4"), moving_square_frames(40, 160, 120), list(range(40)), Fraction(1, 25))
+    # a few seconds of work, so that the run started second meets the first one's lease
+    src = make_clip(str(tmp_path / "in.mp4"), moving_square_frames(24, 128, 96), list(range(24)), Fraction(1, 25))
     out = tmp_path / "out" / "slow.mp4"
     out.parent.mkdir()
-    args = ["convert", src, str(out), "--factor", "4", "--chunk-frames", "10", "--local", "-q"]
+    args = ["convert", src, str(out), "--factor", "4", "--chunk-frames", "6", "--local", "-q"]
     first, second = _cli(args, tmp_path / "p1"), _cli(args, tmp_path / "p2")
     results = [_finish(first, 300), _finish(second, 300)]
     codes = sorted(code for code, _, _ in results)
     assert codes == [0, 1], results
     (_, written, _), (_, _, refused) = sorted(results, key=lambda r: r[0])
-    assert "40 -> 157 frames" in written
+    assert "24 -> 93 frames" in written
     refusal = refused.strip()
     assert "\n" not in refusal and refusal.startswith(f"slomo: error: {out}: "), refusal
     # at the same time: refused by the lease; or the other run was already done: its output is not replaced
     assert "being converted by " in refusal or "already exists" in refusal, refusal
-    assert len(read_frame_timestamps(str(out))) == 157
+    assert len(read_frame_timestamps(str(out))) == 93
     assert sorted(p.name for p in out.parent.iterdir()) == ["slow.mp4"]  # no lease, lock or scratch left behind
 
 
