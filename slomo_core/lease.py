@@ -143,6 +143,13 @@ class JobLease:
                 raise LeaseHeldError(self.subject, holder)
             raise LeaseLostError(f"{self.subject}: could not take the job's lease {self.url} (other runs kept changing it)")
 
+    def _current_version(self) -> tuple[Version | None, LeaseRecord | None]:
+        """The stored lease's version when it is still this holding's (a write whose reply was lost
+        succeeded all the same: nobody else writes this token), and the record found."""
+        current = self.store.read()
+        holder = LeaseRecord.from_bytes(current[0]) if current else None
+        return (current[1] if holder is not None and holder.token == self.token else None), holder
+
     def renew(self) -> None:
         """Push the expiry one time-to-live ahead; LeaseLostError when another run has taken the lease over."""
         with self._lock:
@@ -150,9 +157,10 @@ class JobLease:
                 raise LeaseLostError(f"{self.subject}: this run does not hold the job's lease {self.url}")
             version = self.store.replace(self._record(), self._version)
             if version is None:
+                mine, holder = self._current_version()
+                version = self.store.replace(self._record(), mine) if mine is not None else None
+            if version is None:
                 self._version = None
-                current = self.store.read()
-                holder = LeaseRecord.from_bytes(current[0]) if current else None
                 by = f"taken over by {holder.describe()}" if holder else "released by another run"
                 raise LeaseLostError(f"{self.subject}: this run's lease expired and was {by}; "
                                      "it stops here and writes no output")
@@ -170,7 +178,9 @@ class JobLease:
                 return
             try:
                 if not self.store.delete(version):
-                    log.warning("%s: lease %s was no longer this run's at release", self.subject, self.url)
+                    mine, _ = self._current_version()
+                    if mine is None or not self.store.delete(mine):
+                        log.warning("%s: lease %s was no longer this run's at release", self.subject, self.url)
             except Exception as exc:  # noqa: BLE001 - the lease then expires by itself
                 log.warning("%s: could not release lease %s (%s); it expires by itself", self.subject, self.url, exc)
 

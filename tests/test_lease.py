@@ -185,3 +185,20 @@ def test_processes_racing_for_one_lease_on_local_files_one_wins(tmp_path: Path, 
     winners = [token for what, token in outcomes if what == "won"]
     assert len(winners) == 1 and sorted(what for what, _ in outcomes) == ["refused"] * 3 + ["won"]
     assert json.loads(Path(url).read_bytes())["token"] == winners[0]
+
+
+def test_a_renewal_whose_reply_was_lost_still_counts(lease_url) -> None:
+    """The store took a renewal but the reply never came (the run kept its old version): the token in the
+    stored lease is still this run's, so the next renewal and the release go through."""
+    clock = Clock()
+    lease = _lease(lease_url, "a", clock)
+    lease.acquire()
+    stale = lease._version
+    lease.renew()
+    lease._version = stale  # as if the last reply had been lost
+    clock.now += 5
+    lease.renew()
+    assert _holder(lease_url).expires_at == clock.now + 30
+    lease._version = stale
+    lease.release()
+    assert _holder(lease_url) is None
