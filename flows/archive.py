@@ -12,16 +12,19 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
+from prefect.runtime import flow_run
 
 from slomo_core.credentials import refuse_credentials
 from slomo_core.errors import SlomoError
 from slomo_core.keys import UnsafeKeyError, absolute_location, common_prefix, output_for, relative_key
+from slomo_core.lease import Heartbeat, JobLease, LeaseHeldError, LeaseOwner
 from slomo_core.settings import ConversionSettings
 from slomo_core.storage import StorageOptions, list_files
 from tasks.conversion import chunk_actors, connect_ray, interpolate_task, plan_task, report_task, stitch_task
 from tasks.pool import ActorPool
 
 VIDEO_PATTERN = "**/*.mp4"
+BEING_CONVERTED = "skipped: being converted by"  # a batch row's status when another live run holds the job's lease
 
 
 class BatchFailedError(SlomoError, RuntimeError):
@@ -52,17 +55,58 @@ def _failure(source: str, output: str, exc: BaseException) -> dict[str, Any]:
             "seconds": None}
 
 
+def _lease_group(group: Sequence[tuple[str, str]], settings: ConversionSettings, options: StorageOptions | None,
+                 rows: dict[tuple[str, str], dict[str, Any]]) -> dict[tuple[str, str], JobLease]:
+    """Take the lease of every video of the group. A video whose live lease another run holds gets a
+    "skipped: being converted by ..." row, one that run finished meanwhile a "skipped (done)" row."""
+    owner = LeaseOwner.this_process(flow_run.get_id())
+    leases = {}
+    for source, output in group:
+        try:
+            lease = JobLease(settings.layout_for(source, output, options).lease, settings.lease_seconds, options, owner,
+                             subject=output)
+            lease.acquire()
+        except LeaseHeldError as exc:
+            rows[(source, output)] = {"source": source, "output": output, "frames": None, "seconds": None,
+                                      "status": f"{BEING_CONVERTED} {exc.holder.describe()}"}
+            continue
+        except Exception as exc:  # noqa: BLE001 - e.g. the source vanished: this video fails alone
+            rows[(source, output)] = _failure(source, output, exc)
+            continue
+        if settings.is_converted(source, output, options):
+            lease.release()
+            rows[(source, output)] = {"source": source, "output": output, "status": "skipped (done)", "frames": None,
+                                      "seconds": None}
+            continue
+        leases[(source, output)] = lease
+    return leases
+
+
 def _convert_group(group: Sequence[tuple[str, str]], settings: ConversionSettings,
                    options: StorageOptions | None, actors: ActorPool) -> list[dict[str, Any]]:
-    """Plan every video of the group, interpolate all their chunks on the batch's actors, stitch each.
+    """Take the group's leases, then convert the videos this run holds (see _convert_leased); release them."""
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    leases = _lease_group(group, settings, options, rows)
+    try:
+        with Heartbeat(leases.values()):
+            _convert_leased(leases, settings, options, actors, rows)
+    finally:
+        for lease in leases.values():
+            lease.release()
+    return [rows[pair] for pair in group]
 
-    One bad video (unreadable source, failed chunks) fails alone: the others are stitched, and its
-    committed chunks stay for the next run. ``seconds`` counts from the start of the group.
+
+def _convert_leased(leases: dict[tuple[str, str], JobLease], settings: ConversionSettings,
+                    options: StorageOptions | None, actors: ActorPool,
+                    rows: dict[tuple[str, str], dict[str, Any]]) -> None:
+    """Plan every leased video, interpolate all their chunks on one actor pool, stitch each.
+
+    One bad video (unreadable source, failed chunks, lost lease) fails alone: the others are stitched,
+    and its committed chunks stay for the next run. ``seconds`` counts from the start of the group.
     """
     started = time.perf_counter()
-    rows: dict[tuple[str, str], dict[str, Any]] = {}
     plans = []
-    for source, output in group:
+    for source, output in leases:
         try:
             plans.append(plan_task(source, output, settings, options, False))
         except Exception as exc:  # noqa: BLE001 - one bad video must not stop the batch
@@ -78,13 +122,13 @@ def _convert_group(group: Sequence[tuple[str, str]], settings: ConversionSetting
     for plan, plan_outcomes in zip(plans, outcomes):
         key = (plan.job["source_uri"], plan.job["output_uri"])
         try:
+            leases[key].ensure_held()
             stitched = stitch_task(plan, plan_outcomes, options)
             summary = report_task(plan, plan_outcomes, stitched, time.perf_counter() - started, options)
             rows[key] = {"source": key[0], "output": key[1], "status": "converted", "frames": stitched.frames,
                          "seconds": summary["seconds"]}
         except Exception as exc:  # noqa: BLE001 - the other videos of the group go on
             rows[key] = _failure(*key, exc)
-    return [rows[pair] for pair in group]
 
 
 def _run_batch(todo: list[tuple[str, str]], done: list[tuple[str, str]], settings: ConversionSettings,

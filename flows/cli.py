@@ -95,6 +95,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     _setting(run, "--chunk-frames", type=int, help="chunk length in input frames (instead of seconds)")
     _setting(run, "--work-dir", help="where job state (manifest, segments, markers) lives; "
              "default: .slomo-work beside the output")
+    _setting(run, "--lease-seconds", type=float,
+             help="time to live of a job's lease, renewed while the run lives; a run killed without releasing "
+             "it blocks its job this long")
     run.add_argument("--s3-endpoint", help="S3-compatible endpoint URL for s3:// paths (MinIO, moto, ...)")
     run.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
                      help="fsspec storage option (repeatable; VALUE parsed as JSON when it can be)")
@@ -211,11 +214,16 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 def _cmd_archive(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
+    from flows.archive import BEING_CONVERTED
     from flows.runner import run_archive_flow
 
     rows = run_archive_flow(args, settings, storage_options(args))
     converted = sum(r["status"] == "converted" for r in rows)
-    print(f"{args.output_prefix}: {converted} converted, {len(rows) - converted} already done")
+    busy = [r for r in rows if r["status"].startswith(BEING_CONVERTED)]
+    print(f"{args.output_prefix}: {converted} converted, {len(rows) - converted - len(busy)} already done"
+          + (f", {len(busy)} being converted by another run" if busy else ""))
+    for row in busy:
+        print(f"  {row['source']}: {row['status']}")
     return EXIT_OK
 
 

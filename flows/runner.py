@@ -16,6 +16,7 @@ from typing import Any
 from slomo_core.convert import check_output_path
 from slomo_core.credentials import refuse_credentials
 from slomo_core.keys import refuse_same_object
+from slomo_core.lease import refuse_if_leased
 from slomo_core.manifest import DoneRecord, read_manifest
 from slomo_core.plan import JobLayout
 from slomo_core.settings import ConversionSettings
@@ -113,6 +114,7 @@ def run_convert_flow(args: argparse.Namespace, settings: ConversionSettings,
     finished = exists(layout.done, storage)
     if finished and exists(args.output, storage):
         return finished_summary(layout, storage, time.perf_counter() - started)  # no Prefect, no Ray
+    refuse_if_leased(layout.lease, storage, args.output)  # another run converts it now: say so before Prefect and Ray start
     # A finished job whose output is gone is stitched again from its committed chunks: its output is its own.
     preflight(args.input, args.output, args.overwrite or finished, storage, settings.job_settings().resolved_audio_mode())
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")

@@ -12,15 +12,16 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from fractions import Fraction
 
 from slomo_core.chunk_attempt import committed_segment, run_chunk
 from slomo_core.errors import OutputError
 from slomo_core.interp.base import FrameInterpolator
 from slomo_core.keys import refuse_same_object
+from slomo_core.lease import DEFAULT_LEASE_SECONDS, JobLease
 from slomo_core.manifest import write_manifest
-from slomo_core.plan import TIMESTAMPS_AS_IN_FILE, ChunkLength, JobSettings, plan_job
+from slomo_core.plan import TIMESTAMPS_AS_IN_FILE, ChunkLength, JobSettings, default_work_root, job_layout_for, plan_job
 from slomo_core.scratch import make_scratch_dir, sweep_stale
 from slomo_core.stage_clock import StageClock
 from slomo_core.stitch import stitch_job
@@ -39,10 +40,15 @@ class ConvertOptions(JobSettings):
 
     overwrite: bool = False
     chunk: ChunkLength = field(default_factory=ChunkLength)
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
 
     def validate(self) -> None:
         super().validate()
         self.chunk.validate()
+
+    def job_settings(self) -> JobSettings:
+        """The settings that shape the output: the job id a distributed run of the same conversion has."""
+        return JobSettings(**{f.name: getattr(self, f.name) for f in fields(JobSettings)})
 
 
 @dataclass(frozen=True)
@@ -101,6 +107,23 @@ def convert_locally(
     check_first_frame(source, source)  # before any folder is made; the planner checks every frame's timestamp
     if options.resolved_audio_mode() == "stretch":
         check_audio_decodes(source)
+    layout = job_layout_for(source, output, default_work_root(output), options.job_settings(), options.chunk, None)
+    try:
+        # the job's lease where a distributed run keeps it: two runs of one conversion, local or not, never overlap
+        with JobLease(layout.lease, options.lease_seconds, subject=output) as lease:
+            check_output_path(source, output, options.overwrite)  # again: a run that held the lease until now may have written it
+            return _convert_leased(source, output, interpolator, options, lease, progress, clock)
+    finally:
+        for folder in (layout.work_uri, os.path.dirname(layout.work_uri)):
+            try:
+                os.rmdir(folder)  # only when empty: a --local run leaves nothing beside its output
+            except OSError:
+                break
+
+
+def _convert_leased(source: str, output: str, interpolator: FrameInterpolator, options: ConvertOptions,
+                    lease: JobLease, progress: ProgressCallback | None, clock: StageClock) -> ConvertReport:
+    """convert_locally's work, once this run holds the job's lease."""
     started = time.perf_counter()
     parent = os.path.dirname(os.path.abspath(output))
     sweep_stale(parent)  # what a killed --local run left beside its output
@@ -119,6 +142,7 @@ def convert_locally(
             )
             done += status.frames
             cuts += committed_segment(chunk).scene_cuts
+        lease.ensure_held()  # a run that lost its lease writes no output
         with clock.measure("stitch"):
             stitched = stitch_job(plan.chunks, cache_dir=cache)
     finally:

@@ -95,6 +95,7 @@ class JobLayout:
         self.work_uri = work_uri
         self.manifest = join(work_uri, "manifest.parquet")
         self.done = join(work_uri, "DONE.json")
+        self.lease = join(work_uri, "LEASE.json")  # which run works on the job now (see lease.py)
 
     @classmethod
     def for_job(cls, source_uri: str, source: ObjectIdentity, output_uri: str, work_root: str,

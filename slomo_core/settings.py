@@ -24,6 +24,7 @@ from slomo_core.interp.factory import (
     weights_digest,
 )
 from slomo_core.interp.network import InferenceSettings
+from slomo_core.lease import DEFAULT_LEASE_SECONDS
 from slomo_core.plan import ChunkLength, JobLayout, JobSettings, default_work_root, is_converted, job_layout_for
 from slomo_core.runtime import DTYPES
 from slomo_core.scene import DEFAULT_THRESHOLD
@@ -107,6 +108,8 @@ class ConversionSettings(BaseModel):
     gpus_per_worker: float | None = Field(None, ge=0, description="GPUs per actor (default: 1 if the cluster has GPUs)")
     ray_address: str | None = Field(None, description="Ray cluster, e.g. auto or ray://head:10001 (default: local Ray)")
     work_dir: str | None = Field(None, description="where job state lives (default: .slomo-work beside the output)")
+    lease_seconds: float = Field(DEFAULT_LEASE_SECONDS, gt=0,
+                                 description="a job's lease time to live, renewed every third of it (see lease.py)")
 
     @field_validator("fps", mode="before")
     @classmethod
@@ -179,7 +182,7 @@ class ConversionSettings(BaseModel):
         """The same job run in this process (``slomo convert --local``), chunked like the distributed run."""
         job = self.job_settings()
         return ConvertOptions(**{f.name: getattr(job, f.name) for f in fields(JobSettings)},
-                              overwrite=overwrite, chunk=self.chunk_length)
+                              overwrite=overwrite, chunk=self.chunk_length, lease_seconds=self.lease_seconds)
 
     def with_weights_digest(self, options: StorageOptions | None = None) -> ConversionSettings:
         """These settings with the weights file's sha256 filled in: hash once per run, then pass these on."""

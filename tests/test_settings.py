@@ -27,6 +27,7 @@ def test_defaults_reach_every_derived_piece() -> None:
     assert settings.work_root("s3://b/out/a.mp4") == "s3://b/out/.slomo-work"
     assert ConversionSettings(factor=2, work_dir="/jobs").work_root("s3://b/out/a.mp4") == "/jobs"
     assert ConversionSettings(factor=2, chunk_frames=8).chunk_length == ChunkLength(frames=8)
+    assert settings.lease_seconds == 60 and ConversionSettings(factor=2, lease_seconds=5).convert_options().lease_seconds == 5
 
 
 def test_every_spelling_of_a_rate_is_one_job() -> None:
@@ -44,6 +45,7 @@ def test_every_spelling_of_a_rate_is_one_job() -> None:
     ({"factor": 2, "gpus_per_worker": -1}, "--gpus-per-worker must be >= 0"),
     ({"factor": 2, "chunk_seconds": 0}, "--chunk-seconds must be > 0"),
     ({"factor": 2, "chunk_frames": 0}, "--chunk-frames must be >= 1, got 0"),
+    ({"factor": 2, "lease_seconds": 0}, "--lease-seconds must be > 0"),
     ({"factor": 2, "batch_pairs": 0}, "--batch-pairs must be >= 1, got 0"),
     ({"factor": 2, "scene_threshold": 1.5}, "--scene-threshold 1.5 is absurd"),
     ({"factor": 2, "codec": "mpeg2"}, "--codec: Input should be"),
