@@ -12,10 +12,9 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from fractions import Fraction
 
-from slomo_core.chunk_attempt import committed_segment, run_chunk
 from slomo_core.errors import OutputError
 from slomo_core.interp.base import FrameInterpolator
 from slomo_core.keys import refuse_same_object
@@ -23,9 +22,7 @@ from slomo_core.manifest import write_manifest
 from slomo_core.plan import ChunkLength, JobSettings, plan_job
 from slomo_core.scratch import make_scratch_dir, sweep_stale
 from slomo_core.stage_clock import StageClock
-from slomo_core.stitch import stitch_job
 from slomo_core.timestamps import TAIL_POLICY
-from slomo_core.video.audio import check_audio_decodes
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +40,10 @@ class ConvertOptions(JobSettings):
         super().validate()
         self.chunk.validate()
 
+    def job_settings(self) -> JobSettings:
+        """The part that shapes the output: what the job id hashes, as for a flow run of the same job."""
+        return JobSettings(**{f.name: getattr(self, f.name) for f in fields(JobSettings)})
+
 
 @dataclass(frozen=True)
 class ConvertReport:
@@ -59,6 +60,7 @@ class ConvertReport:
     seconds: float
     chunks: int = 1
     tail_policy: str = TAIL_POLICY
+    chunks_resumed: int = 0  # committed by an earlier run of the same job (a work_root run resumes)
 
     @property
     def frames_per_second(self) -> float:
@@ -88,11 +90,20 @@ def convert_locally(
     options: ConvertOptions,
     progress: ProgressCallback | None = None,
     clock: StageClock | None = None,
+    work_root: str | None = None,
 ) -> ConvertReport:
     """Convert local ``source`` into local ``output``; on any failure the output path is left untouched.
 
     ``clock`` collects busy seconds per stage: plan, decode, scene, model, encode, upload, stitch.
+    ``work_root``: where the job keeps its state, as a flow run does (manifest, committed chunks, DONE), so
+    a re-run resumes and the flow path and this one share a job; None keeps it in a scratch folder that
+    goes with the run (``--local``).
     """
+    # PyAV, OpenCV and the renderer load here, not at import: settings import this module.
+    from slomo_core.chunk_attempt import committed_segment, run_chunk
+    from slomo_core.stitch import stitch_job
+    from slomo_core.video.audio import check_audio_decodes
+
     clock = clock or StageClock()
     options.validate()
     check_output_path(source, output, options.overwrite)
@@ -105,9 +116,10 @@ def convert_locally(
     try:
         cache = os.path.join(workdir, "cache")
         with clock.measure("plan"):
-            plan = plan_job(source, output, os.path.join(workdir, "jobs"), options, options.chunk, cache_dir=cache)
+            plan = plan_job(source, output, work_root or os.path.join(workdir, "jobs"), options.job_settings(),
+                            options.chunk, cache_dir=cache)
             write_manifest(plan.layout.manifest, plan.chunks, plan.job)
-        total, done = plan.job["output_frames"], 0
+        total, done, resumed = plan.job["output_frames"], 0, 0
         cuts: list[int] = []
         for chunk in plan.chunks:
             status = run_chunk(
@@ -115,7 +127,10 @@ def convert_locally(
                 progress=None if progress is None else (lambda n, base=done: progress(base + n, total)),
             )
             done += status.frames
+            resumed += status.skipped
             cuts += committed_segment(chunk).scene_cuts
+        if progress is not None:
+            progress(total, total)  # also when the last chunks were committed by an earlier run
         with clock.measure("stitch"):
             stitched = stitch_job(plan.chunks, cache_dir=cache)
     finally:
@@ -131,6 +146,7 @@ def convert_locally(
         audio_mode=plan.job["audio_mode"],
         seconds=time.perf_counter() - started,
         chunks=len(plan.chunks),
+        chunks_resumed=resumed,
     )
     log.info("converted %s -> %s: %d -> %d frames", source, output, report.input_frames, report.output_frames)
     return report
