@@ -19,9 +19,11 @@ from typing import Any
 from slomo_core.convert import check_output_path
 from slomo_core.credentials import refuse_credentials
 from slomo_core.errors import InputError
+from slomo_core.interp.base import FrameInterpolator
 from slomo_core.keys import refuse_same_object
 from slomo_core.manifest import DoneRecord, read_manifest
 from slomo_core.plan import JobLayout
+from slomo_core.scratch import scratch_dir
 from slomo_core.settings import ConversionSettings
 from slomo_core.storage import StorageOptions, exists, identity, is_local
 
@@ -153,21 +155,25 @@ def run_convert(args: argparse.Namespace, settings: ConversionSettings, storage:
     if finished and exists(args.output, storage):
         return finished_summary(layout, storage, time.perf_counter() - started)  # no Prefect, no Ray
     # A finished job whose output is gone is stitched again from its committed chunks: its output is its own.
-    preflight(args.input, args.output, args.overwrite or finished, storage, settings.job_settings().resolved_audio_mode())
+    overwrite, audio_mode = args.overwrite or finished, settings.job_settings().resolved_audio_mode()
     if runs_in_process(args, settings, storage):
-        return run_convert_in_process(args, settings, layout)
+        # The model (torch) loads before the checks load PyAV, as with --local: torch loaded after PyAV and
+        # OpenCV ran its CPU kernels slower here (their thread pools contend), by up to 3x under load.
+        with scratch_dir("slomo-weights-") as cache:
+            interpolator = settings.model_spec().build(cache, None)
+        preflight(args.input, args.output, overwrite, storage, audio_mode)
+        return run_convert_in_process(args, settings, layout, interpolator)
+    preflight(args.input, args.output, overwrite, storage, audio_mode)
     return run_convert_flow(args, settings, storage, layout)
 
 
-def run_convert_in_process(args: argparse.Namespace, settings: ConversionSettings, layout: JobLayout) -> dict[str, Any]:
+def run_convert_in_process(args: argparse.Namespace, settings: ConversionSettings, layout: JobLayout,
+                           interpolator: FrameInterpolator) -> dict[str, Any]:
     """The job's chunks one after another in this process, with the job state a flow run would keep."""
     from slomo_core.convert import convert_locally
-    from slomo_core.scratch import scratch_dir
 
     if not args.quiet:
         print(IN_PROCESS_NOTE, file=sys.stderr)
-    with scratch_dir("slomo-weights-") as cache:
-        interpolator = settings.model_spec().build(cache, None)
     work_root = settings.work_root(args.output)
     with FrameProgress(layout, None, args.quiet):
         report = convert_locally(args.input, args.output, interpolator, settings.convert_options(args.overwrite),
