@@ -45,7 +45,7 @@ def _run(checkout: Path, argv: list[str], cwd: str) -> float:
 def has_flow_option(checkout: Path) -> bool:
     env = {**os.environ, "PYTHONPATH": str(checkout)}
     text = subprocess.run([sys.executable, "-m", "flows.cli", "convert", "--help"], env=env, capture_output=True,
-                          text=True, check=True).stdout
+                          text=True, check=True, cwd=tempfile.gettempdir()).stdout  # not this folder's flows/
     return "--flow" in text
 
 

@@ -90,7 +90,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     where.add_argument("--flow", action="store_true",
                        help="run the Prefect flow on Ray actors even when no cluster feature is asked for "
                        "(by default a one-worker job on local files runs in this process, with the same job state)")
-    _setting(run, "--workers", type=int, help="Ray actors, each loading the model once")
+    _setting(run, "--workers", type=int, help="Ray actors, each loading the model once (more than 1 runs the flow)")
     _setting(run, "--gpus-per-worker", type=float,
              help="GPUs each actor reserves (default: 1 if the cluster shows GPUs at start, else 0; "
              "set 1 on autoscaling clusters whose GPU nodes start from zero)")
