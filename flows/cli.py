@@ -20,7 +20,7 @@ from slomo_core.interp.factory import MODELS
 from slomo_core.model.shipped import best_shipped
 from slomo_core.settings import CODEC_CHOICES, DTYPE_CHOICES, ConversionSettings
 from slomo_core.timestamps import MODES
-from slomo_core.video.audio import AUDIO_MODES
+from slomo_core.video.choices import AUDIO_MODES
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -84,9 +84,13 @@ def _add_convert_options(parser: argparse.ArgumentParser) -> None:
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     run = parser.add_argument_group("distributed run (Prefect flow + Ray actors)")
-    run.add_argument("--local", action="store_true",
-                     help="run in this process without Prefect or Ray (local files only; same chunks)")
-    _setting(run, "--workers", type=int, help="Ray actors, each loading the model once")
+    where = run.add_mutually_exclusive_group()
+    where.add_argument("--local", action="store_true",
+                       help="run in this process without Prefect or Ray, keeping no job state (local files only; same chunks)")
+    where.add_argument("--flow", action="store_true",
+                       help="run the Prefect flow on Ray actors even when no cluster feature is asked for "
+                       "(by default a one-worker job on local files runs in this process, with the same job state)")
+    _setting(run, "--workers", type=int, help="Ray actors, each loading the model once (more than 1 runs the flow)")
     _setting(run, "--gpus-per-worker", type=float,
              help="GPUs each actor reserves (default: 1 if the cluster shows GPUs at start, else 0; "
              "set 1 on autoscaling clusters whose GPU nodes start from zero)")
@@ -200,12 +204,13 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
         interpolator = build_interpolator(settings.model, settings.weights, settings.inference)
         return _run_convert(args.input, args.output, settings.convert_options(args.overwrite), interpolator, args.quiet)
-    from flows.runner import run_convert_flow
+    from flows.runner import run_convert
 
-    summary = run_convert_flow(args, settings, storage_options(args))
+    summary = run_convert(args, settings, storage_options(args))
+    where = "in this process" if summary.get("in_process") else f"on {len(summary['workers']) or 'no'} worker(s)"
     print(
         f"{summary['output_uri']}: {summary['input_frames']} -> {summary['output_frames']} frames in "
-        f"{summary['chunks']} chunk(s) on {len(summary['workers']) or 'no'} worker(s) in {summary['seconds']:.1f} s"
+        f"{summary['chunks']} chunk(s) {where} in {summary['seconds']:.1f} s"
         f"{' (resumed ' + str(summary['chunks_resumed']) + ')' if summary['chunks_resumed'] else ''}, "
         f"audio {summary['audio_mode']}{_timestamps_note(summary.get('timestamps'))}"
     )

@@ -1,13 +1,16 @@
-"""CLI glue for the flows: fail fast on bad input, show progress, keep Prefect and Ray quiet.
+"""CLI glue for the flows: fail fast on bad input, pick where to run, show progress, keep Prefect and Ray quiet.
 
-Progress comes from storage, not from the flow: a thread counts the job's commit markers, so the bar
-is right whether the actors run on this machine or on a remote cluster.
+Progress comes from storage, not from the flow: a thread reads the job's commit markers and the progress
+records each chunk attempt rewrites as it renders, so the bar counts output frames whether the actors run
+on this machine or on a remote cluster. A finished job returns from its DONE marker, and a job that asks
+for no cluster runs in this process: neither imports torch, Prefect or Ray before it needs them.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -15,18 +18,24 @@ from typing import Any
 
 from slomo_core.convert import check_output_path
 from slomo_core.credentials import refuse_credentials
+from slomo_core.interp.base import FrameInterpolator
 from slomo_core.keys import refuse_same_object
 from slomo_core.lease import refuse_if_leased
 from slomo_core.manifest import DoneRecord, read_manifest
 from slomo_core.plan import JobLayout
+from slomo_core.scratch import scratch_dir
 from slomo_core.settings import ConversionSettings
 from slomo_core.storage import StorageOptions, exists, filesystem, identity, is_local
-from slomo_core.video.audio import check_audio_decodes
-from slomo_core.video.probe import check_convertible, check_first_frame
+
+IN_PROCESS_NOTE = ("slomo: no cluster asked for (--workers 1, no --ray-address, local files): "
+                   "running in this process; --flow runs the Prefect flow on Ray")
 
 
 def preflight(source: str, output: str, overwrite: bool, storage: StorageOptions | None, audio_mode: str) -> None:
     """The checks that catch most mistakes, before Prefect and Ray start (seconds saved, one clear line)."""
+    from slomo_core.video.audio import check_audio_decodes  # PyAV: loaded once a job will run
+    from slomo_core.video.probe import check_convertible, check_first_frame
+
     identity(source, storage)
     refuse_same_object(source, output, storage)  # any filesystem, --overwrite or not
     if is_local(source, storage):
@@ -41,42 +50,59 @@ def preflight(source: str, output: str, overwrite: bool, storage: StorageOptions
         check_output_path(source, output, overwrite)
 
 
-class CommitProgress:
-    """Polls a job's commit markers and drives a tqdm bar of chunks."""
+class FrameProgress:
+    """Polls a job's progress through storage and drives a tqdm bar of output frames (rate and ETA).
+
+    On a successful exit it reads once more, so the bar ends at the planned total however short the job.
+    """
 
     def __init__(self, layout: JobLayout, storage: StorageOptions | None, quiet: bool, interval: float = 1.0) -> None:
         self.layout, self.storage, self.quiet, self.interval = layout, storage, quiet, interval
+        self._bar: Any = None
+        self._chunks: list | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="slomo-progress", daemon=True)
 
-    def __enter__(self) -> "CommitProgress":
+    def __enter__(self) -> FrameProgress:
         if not self.quiet:
             self._thread.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        from tqdm import tqdm
-
-        bar = None
-        commits = self.layout.commits
         try:
-            while not self._stop.wait(self.interval):
-                if bar is None and exists(self.layout.manifest, self.storage):
-                    chunks, _ = read_manifest(self.layout.manifest, self.storage)
-                    bar = tqdm(total=len(chunks), unit="chunk", desc="interpolating", dynamic_ncols=True)
-                if bar is not None and exists(commits, self.storage):
-                    fs, path = filesystem(commits, self.storage)
-                    bar.update(len(fs.ls(path)) - bar.n)
+            if exc_type is None and not self.quiet:
+                self.poll()
         except Exception:  # progress is cosmetic: never let it break a run
             pass
         finally:
-            if bar is not None:
-                bar.close()
+            if self._bar is not None:
+                self._bar.close()
+
+    def poll(self) -> None:
+        """One look at storage: create the bar once the manifest exists, then move it to the frames done."""
+        from tqdm import tqdm
+
+        from slomo_core.progress import job_progress
+
+        if self._chunks is None:
+            if not exists(self.layout.manifest, self.storage):
+                return
+            self._chunks, _ = read_manifest(self.layout.manifest, self.storage)
+        progress = job_progress(self._chunks, self.storage)
+        if self._bar is None:  # what earlier runs committed is its start, not speed
+            self._bar = tqdm(total=progress.total, initial=progress.done, unit="frame", desc="interpolating",
+                             dynamic_ncols=True)
+        self._bar.update(progress.done - self._bar.n)
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.wait(self.interval):
+                self.poll()
+        except Exception:  # progress is cosmetic: never let it break a run
+            pass
 
 
 def keep_prefect_home_private() -> None:
@@ -89,9 +115,14 @@ def keep_prefect_home_private() -> None:
         home.chmod(0o700)
 
 
+def refuse_flow_credentials(storage: StorageOptions | None) -> None:
+    """Credentials refused before Prefect stores the run's parameters."""
+    refuse_credentials(storage, "Prefect's database (as this flow run's parameters; --local keeps them in this process)")
+
+
 def before_flow(storage: StorageOptions | None) -> None:
     """Credentials refused before Prefect stores the run's parameters, and its local store kept private."""
-    refuse_credentials(storage, "Prefect's database (as this flow run's parameters; --local keeps them in this process)")
+    refuse_flow_credentials(storage)
     keep_prefect_home_private()
 
 
@@ -103,22 +134,64 @@ def finished_summary(layout: JobLayout, storage: StorageOptions | None, seconds:
             "chunks_resumed": len(chunks), "workers": [], "seconds": round(seconds, 2)}
 
 
-def run_convert_flow(args: argparse.Namespace, settings: ConversionSettings,
-                     storage: StorageOptions | None) -> dict[str, Any]:
-    from flows.convert import convert_video
+def runs_in_process(args: argparse.Namespace, settings: ConversionSettings, storage: StorageOptions | None) -> bool:
+    """No cluster feature asked for: one worker, no Ray address or GPU reservation, no storage options, and
+    source, output and job state all local. Prefect and Ray would add ~11 s of start-up to a 9 s job doing
+    the same work in the same place (bench/startup.py), so the chunks run here; ``--flow`` asks for the flow."""
+    if getattr(args, "flow", False) or settings.workers > 1 or settings.ray_address or settings.gpus_per_worker:
+        return False
+    places = (args.input, args.output, settings.work_root(args.output))
+    return storage is None and all(is_local(place) for place in places)
 
-    before_flow(storage)
+
+def run_convert(args: argparse.Namespace, settings: ConversionSettings, storage: StorageOptions | None) -> dict[str, Any]:
+    """``slomo convert`` without ``--local``: a finished job returns from its DONE marker (no torch, Prefect or
+    Ray); otherwise the checks run, then the job runs in this process or as the flow (see runs_in_process).
+    Either way its state lives under the work dir, so the two share a job and resume each other's."""
+    refuse_flow_credentials(storage)
     started = time.perf_counter()
-    settings = settings.with_weights_digest(storage)  # hashed once: the flow gets the pinned digest
+    settings = settings.with_weights_digest(storage)  # hashed once: the job id and every worker get this digest
     layout = settings.layout_for(args.input, args.output, storage)
     finished = exists(layout.done, storage)
     if finished and exists(args.output, storage):
         return finished_summary(layout, storage, time.perf_counter() - started)  # no Prefect, no Ray
     refuse_if_leased(layout.lease, storage, args.output)  # another run converts it now: say so before Prefect and Ray start
     # A finished job whose output is gone is stitched again from its committed chunks: its output is its own.
-    preflight(args.input, args.output, args.overwrite or finished, storage, settings.job_settings().resolved_audio_mode())
+    overwrite, audio_mode = args.overwrite or finished, settings.job_settings().resolved_audio_mode()
+    if runs_in_process(args, settings, storage):
+        # The model (torch) loads before the checks load PyAV, as with --local: torch loaded after PyAV and
+        # OpenCV ran its CPU kernels slower here (their thread pools contend), by up to 3x under load.
+        with scratch_dir("slomo-weights-") as cache:
+            interpolator = settings.model_spec().build(cache, None)
+        preflight(args.input, args.output, overwrite, storage, audio_mode)
+        return run_convert_in_process(args, settings, layout, interpolator)
+    preflight(args.input, args.output, overwrite, storage, audio_mode)
+    return run_convert_flow(args, settings, storage, layout)
+
+
+def run_convert_in_process(args: argparse.Namespace, settings: ConversionSettings, layout: JobLayout,
+                           interpolator: FrameInterpolator) -> dict[str, Any]:
+    """The job's chunks one after another in this process, with the job state a flow run would keep."""
+    from slomo_core.convert import convert_locally
+
+    if not args.quiet:
+        print(IN_PROCESS_NOTE, file=sys.stderr)
+    work_root = settings.work_root(args.output)
+    with FrameProgress(layout, None, args.quiet):
+        report = convert_locally(args.input, args.output, interpolator, settings.convert_options(args.overwrite),
+                                 work_root=work_root)
+    return {"output_uri": report.output, "input_frames": report.input_frames, "output_frames": report.output_frames,
+            "chunks": report.chunks, "chunks_resumed": report.chunks_resumed, "workers": [], "in_process": True,
+            "seconds": round(report.seconds, 2), "audio_mode": report.audio_mode}
+
+
+def run_convert_flow(args: argparse.Namespace, settings: ConversionSettings, storage: StorageOptions | None,
+                     layout: JobLayout) -> dict[str, Any]:
+    from flows.convert import convert_video
+
+    keep_prefect_home_private()
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-    with CommitProgress(layout, storage, args.quiet):
+    with FrameProgress(layout, storage, args.quiet):
         return convert_video(args.input, args.output, settings=settings, storage_options=storage,
                              overwrite=args.overwrite)
 

@@ -23,6 +23,7 @@ from slomo_core.interp.base import FrameInterpolator, PairRequest
 from slomo_core.manifest import ChunkSpec, ChunkStatus, CommitMarker, write_status
 from slomo_core.pipelining import BackgroundSink, prefetch
 from slomo_core.plan import JobLayout
+from slomo_core.progress import ProgressReporter
 from slomo_core.scene import SceneCutDetector
 from slomo_core.scratch import scratch_dir
 from slomo_core.stage_clock import StageClock
@@ -190,13 +191,20 @@ def run_chunk(
     if existing is not None:
         return ChunkStatus(spec.job_id, spec.chunk_index, existing.attempt, me, started, time.time(),
                            existing.frames, existing.segment_uri, existing.sha256, None, skipped=True)
+    reporter = ProgressReporter(layout.progress_record(spec.chunk_index, attempt), spec.expected_frames, options)
+
+    def frames_written(count: int) -> None:
+        reporter(count)
+        if progress is not None:
+            progress(count)
+
     try:
         with scratch_dir("slomo-chunk-") as tmp:
             with chunk_clock.measure("download"):
                 identity = ObjectIdentity(spec.source_etag, spec.source_size)
                 source = localize(spec.source_uri, cache_dir, identity, options)
             segment_path = os.path.join(tmp, "segment.mp4")
-            frames, cuts = render_chunk(spec, source, segment_path, interpolator, progress, chunk_clock)
+            frames, cuts = render_chunk(spec, source, segment_path, interpolator, frames_written, chunk_clock)
             with chunk_clock.measure("upload"):
                 digest = file_sha256(segment_path)
                 segment_uri = layout.segment(spec.chunk_index, attempt)
@@ -210,6 +218,7 @@ def run_chunk(
         marker.write(layout.commit_marker(spec.chunk_index), options)
     except Exception as exc:
         error = str(exc) if isinstance(exc, SlomoError) else f"{type(exc).__name__}: {exc}"
+        reporter.discard()
         failed = ChunkStatus(spec.job_id, spec.chunk_index, attempt, me, started, time.time(), 0, None, None, error)
         try:
             write_status(layout.status(spec.chunk_index, attempt), [failed], options)

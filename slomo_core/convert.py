@@ -15,7 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from fractions import Fraction
 
-from slomo_core.chunk_attempt import committed_segment, run_chunk
 from slomo_core.errors import OutputError
 from slomo_core.interp.base import FrameInterpolator
 from slomo_core.keys import refuse_same_object
@@ -24,10 +23,7 @@ from slomo_core.manifest import write_manifest
 from slomo_core.plan import TIMESTAMPS_AS_IN_FILE, ChunkLength, JobSettings, default_work_root, job_layout_for, plan_job
 from slomo_core.scratch import make_scratch_dir, sweep_stale
 from slomo_core.stage_clock import StageClock
-from slomo_core.stitch import stitch_job
 from slomo_core.timestamps import TAIL_POLICY
-from slomo_core.video.audio import check_audio_decodes
-from slomo_core.video.probe import check_first_frame
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +43,7 @@ class ConvertOptions(JobSettings):
         self.chunk.validate()
 
     def job_settings(self) -> JobSettings:
-        """The settings that shape the output: the job id a distributed run of the same conversion has."""
+        """The part that shapes the output: what the job id hashes, as for a flow run of the same job."""
         return JobSettings(**{f.name: getattr(self, f.name) for f in fields(JobSettings)})
 
 
@@ -67,6 +63,7 @@ class ConvertReport:
     chunks: int = 1
     tail_policy: str = TAIL_POLICY
     timestamps: str = TIMESTAMPS_AS_IN_FILE  # or how the source's timestamps were repaired / that it is sparse
+    chunks_resumed: int = 0  # committed by an earlier run of the same job (a work_root run resumes)
 
     @property
     def frames_per_second(self) -> float:
@@ -96,23 +93,31 @@ def convert_locally(
     options: ConvertOptions,
     progress: ProgressCallback | None = None,
     clock: StageClock | None = None,
+    work_root: str | None = None,
 ) -> ConvertReport:
     """Convert local ``source`` into local ``output``; on any failure the output path is left untouched.
 
     ``clock`` collects busy seconds per stage: plan, decode, scene, model, encode, upload, stitch.
+    ``work_root``: where the job keeps its state, as a flow run does (manifest, committed chunks, DONE), so
+    a re-run resumes and the flow path and this one share a job; None keeps it in a scratch folder that
+    goes with the run (``--local``).
     """
+    # PyAV, OpenCV and the renderer load here, not at import: settings import this module.
+    from slomo_core.video.audio import check_audio_decodes
+    from slomo_core.video.probe import check_first_frame
+
     clock = clock or StageClock()
     options.validate()
     check_output_path(source, output, options.overwrite)
     check_first_frame(source, source)  # before any folder is made; the planner checks every frame's timestamp
     if options.resolved_audio_mode() == "stretch":
         check_audio_decodes(source)
-    layout = job_layout_for(source, output, default_work_root(output), options.job_settings(), options.chunk, None)
+    layout = job_layout_for(source, output, work_root or default_work_root(output), options.job_settings(), options.chunk, None)
     try:
         # the job's lease where a distributed run keeps it: two runs of one conversion, local or not, never overlap
         with JobLease(layout.lease, options.lease_seconds, subject=output) as lease:
             check_output_path(source, output, options.overwrite)  # again: a run that held the lease until now may have written it
-            return _convert_leased(source, output, interpolator, options, lease, progress, clock)
+            return _convert_leased(source, output, interpolator, options, lease, progress, clock, work_root)
     finally:
         for folder in (layout.work_uri, os.path.dirname(layout.work_uri)):
             try:
@@ -122,8 +127,12 @@ def convert_locally(
 
 
 def _convert_leased(source: str, output: str, interpolator: FrameInterpolator, options: ConvertOptions,
-                    lease: JobLease, progress: ProgressCallback | None, clock: StageClock) -> ConvertReport:
+                    lease: JobLease, progress: ProgressCallback | None, clock: StageClock,
+                    work_root: str | None) -> ConvertReport:
     """convert_locally's work, once this run holds the job's lease."""
+    from slomo_core.chunk_attempt import committed_segment, run_chunk
+    from slomo_core.stitch import stitch_job
+
     started = time.perf_counter()
     parent = os.path.dirname(os.path.abspath(output))
     sweep_stale(parent)  # what a killed --local run left beside its output
@@ -131,9 +140,10 @@ def _convert_leased(source: str, output: str, interpolator: FrameInterpolator, o
     try:
         cache = os.path.join(workdir, "cache")
         with clock.measure("plan"):
-            plan = plan_job(source, output, os.path.join(workdir, "jobs"), options, options.chunk, cache_dir=cache)
+            plan = plan_job(source, output, work_root or os.path.join(workdir, "jobs"), options.job_settings(),
+                            options.chunk, cache_dir=cache)
             write_manifest(plan.layout.manifest, plan.chunks, plan.job)
-        total, done = plan.job["output_frames"], 0
+        total, done, resumed = plan.job["output_frames"], 0, 0
         cuts: list[int] = []
         for chunk in plan.chunks:
             status = run_chunk(
@@ -141,8 +151,11 @@ def _convert_leased(source: str, output: str, interpolator: FrameInterpolator, o
                 progress=None if progress is None else (lambda n, base=done: progress(base + n, total)),
             )
             done += status.frames
+            resumed += status.skipped
             cuts += committed_segment(chunk).scene_cuts
         lease.ensure_held()  # a run that lost its lease writes no output
+        if progress is not None:
+            progress(total, total)  # also when the last chunks were committed by an earlier run
         with clock.measure("stitch"):
             stitched = stitch_job(plan.chunks, cache_dir=cache)
     finally:
@@ -159,6 +172,7 @@ def _convert_leased(source: str, output: str, interpolator: FrameInterpolator, o
         seconds=time.perf_counter() - started,
         chunks=len(plan.chunks),
         timestamps=plan.job["timestamps"],
+        chunks_resumed=resumed,
     )
     log.info("converted %s -> %s: %d -> %d frames", source, output, report.input_frames, report.output_frames)
     return report

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from slomo_core.errors import ConfigError, InputError
 from slomo_core.storage import StorageOptions, exists, read_bytes, read_json, write_bytes, write_json
 from slomo_core.timestamps import RateSpec
-from slomo_core.video.encode import EncoderSettings
+from slomo_core.video.choices import EncoderSettings
 
 SCHEMA_VERSION = 1
 _META_KEY = b"slomo.manifest"

@@ -22,9 +22,7 @@ from slomo_core.manifest import ChunkSpec
 from slomo_core.scene import DEFAULT_THRESHOLD
 from slomo_core.storage import ObjectIdentity, StorageOptions, exists, identity, join, localize
 from slomo_core.timestamps import TAIL_POLICY, OutputTimeline, RateSpec
-from slomo_core.video.audio import AUDIO_MODES
-from slomo_core.video.encode import EncoderSettings
-from slomo_core.video.probe import check_convertible
+from slomo_core.video.choices import AUDIO_MODES, EncoderSettings
 
 log = logging.getLogger(__name__)
 TIMESTAMPS_AS_IN_FILE = "as in the file"  # the report's "timestamps" when nothing was repaired
@@ -113,6 +111,13 @@ class JobLayout:
     def commits(self) -> str:
         return join(self.work_uri, "commits")
 
+    @property
+    def progress(self) -> str:
+        return join(self.work_uri, "progress")
+
+    def progress_record(self, chunk_index: int, attempt: str) -> str:
+        return join(self.progress, check_name(f"chunk-{chunk_index:05d}-{attempt}.json", "attempt"))
+
     def segment(self, chunk_index: int, attempt: str) -> str:
         return join(self.work_uri, "segments", f"chunk-{chunk_index:05d}", check_name(f"{attempt}.mp4", "attempt"))
 
@@ -177,6 +182,8 @@ def plan_job(
     options: StorageOptions | None = None,
 ) -> Plan:
     """Probe the source and describe every chunk; nothing is written here (see write_manifest)."""
+    from slomo_core.video.probe import check_convertible  # PyAV: only when a job is planned
+
     settings.validate()
     chunk_length.validate()
     refuse_same_object(source_uri, output_uri, options)

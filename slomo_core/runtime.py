@@ -7,8 +7,9 @@ from pathlib import Path
 import torch
 
 from slomo_core.errors import ConfigError
+from slomo_core.interp.inference import DTYPE_NAMES
 
-DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+DTYPES: dict[str, torch.dtype] = dict(zip(DTYPE_NAMES, (torch.float32, torch.bfloat16, torch.float16), strict=True))
 
 
 def resolve_device(name: str = "auto") -> torch.device:

@@ -18,7 +18,6 @@ carphone (no cut, <= 0.05).
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 from slomo_core.errors import ConfigError
@@ -57,6 +56,8 @@ class SceneCutDetector:
 
     def _histograms(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Normalised hue-saturation and standardised-grey histograms of the shrunk frame."""
+        import cv2  # loaded when frames are compared, not when settings name the threshold
+
         small = _shrink(frame, self.hist_width)
         hsv = cv2.cvtColor(small, cv2.COLOR_RGB2HSV)
         colour = cv2.calcHist([hsv], [0, 1], None, [self.hue_bins, self.sat_bins], [0, 180, 0, 256]).ravel()
@@ -67,6 +68,8 @@ class SceneCutDetector:
         return colour / max(float(colour.sum()), 1.0), levels / max(float(levels.sum()), 1.0)
 
     def _thumbnail(self, frame: np.ndarray) -> np.ndarray:
+        import cv2
+
         return cv2.cvtColor(_shrink(frame, self.thumb_width), cv2.COLOR_RGB2GRAY).astype(np.float64)
 
     def histogram_distance(self, frame0: np.ndarray, frame1: np.ndarray) -> float:
@@ -104,4 +107,6 @@ def _shrink(frame: np.ndarray, width: int) -> np.ndarray:
     if w <= width:
         return frame
     height = max(1, round(h * width / w))
+    import cv2
+
     return cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)

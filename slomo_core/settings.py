@@ -23,17 +23,15 @@ from slomo_core.interp.factory import (
     validate_model_choice,
     weights_digest,
 )
-from slomo_core.interp.network import InferenceSettings
+from slomo_core.interp.inference import DTYPE_NAMES, InferenceSettings
 from slomo_core.lease import DEFAULT_LEASE_SECONDS
 from slomo_core.plan import ChunkLength, JobLayout, JobSettings, default_work_root, is_converted, job_layout_for
-from slomo_core.runtime import DTYPES
 from slomo_core.scene import DEFAULT_THRESHOLD
 from slomo_core.storage import StorageOptions
 from slomo_core.timestamps import MAX_FACTOR, MODES, RateSpec, parse_frame_rate
-from slomo_core.video.audio import AUDIO_MODES
-from slomo_core.video.encode import CODECS, EncoderSettings
+from slomo_core.video.choices import AUDIO_MODES, CODECS, EncoderSettings
 
-DTYPE_CHOICES: tuple[str, ...] = ("auto", *DTYPES)
+DTYPE_CHOICES: tuple[str, ...] = ("auto", *DTYPE_NAMES)
 CODEC_CHOICES: tuple[str, ...] = tuple(CODECS)
 
 

@@ -176,6 +176,16 @@ def file_sha256(path: str, chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def list_names(url: str, options: StorageOptions | None = None) -> list[str]:
+    """Names of the objects directly under a folder or prefix (sorted); none when it does not exist."""
+    fs, path = filesystem(url, options)
+    try:
+        entries = fs.ls(path, detail=False)
+    except FileNotFoundError:
+        return []
+    return sorted(posixpath.basename(str(entry).rstrip("/")) for entry in entries)
+
+
 def list_files(url: str, pattern: str = "**", options: StorageOptions | None = None) -> list[str]:
     """Files under a prefix matching a glob, as URLs with the prefix's protocol."""
     fs, path = filesystem(url, options)

@@ -5,7 +5,10 @@ Coarse grain on purpose: Prefect sees four steps with retries and artifacts; Ray
 
 from __future__ import annotations
 
+import contextvars
 import logging
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, replace
 from typing import Any
@@ -19,6 +22,7 @@ from slomo_core.errors import OutputError, SlomoError
 from slomo_core.interp.factory import ModelSpec
 from slomo_core.manifest import ChunkResult, ChunkSpec, DoneRecord, JobSummary, write_manifest
 from slomo_core.plan import Plan, plan_job
+from slomo_core.progress import JobProgress, job_progress, rate_line
 from slomo_core.scratch import scratch_dir, sweep_stale
 from slomo_core.settings import ConversionSettings, PoolSettings
 from slomo_core.stitch import StitchReport, stitch_job
@@ -63,6 +67,52 @@ def plan_task(source_uri: str, output_uri: str, settings: ConversionSettings, op
     return plan
 
 
+class FrameArtifact:
+    """The Prefect progress artifact of a group of jobs, in output frames with rate and ETA.
+
+    A thread reads the jobs' progress from storage (commit markers and the records chunk attempts rewrite
+    as they render) every ``interval`` seconds, so a one-chunk job moves too; the last read is on exit.
+    """
+
+    def __init__(self, plans: Sequence[Plan], options: dict | None, interval: float = 2.0) -> None:
+        self.plans, self.options, self.interval = plans, options, interval
+        self.started, self.first = time.monotonic(), self.read()
+        what = f"job {plans[0].job['job_id']}" if len(plans) == 1 else f"{len(plans)} jobs"
+        self.artifact_id = create_progress_artifact(progress=self.first.percent, key="frame-progress",
+                                                    description=f"output frames of {what}: {rate_line(self.first, 0, 0)}")
+        self._stop = threading.Event()
+        # Prefect finds its API through context variables, which a new thread does not inherit by itself.
+        self._thread = threading.Thread(target=contextvars.copy_context().run, args=(self._run,),
+                                        name="slomo-frame-artifact", daemon=True)
+
+    def read(self) -> JobProgress:
+        return sum((job_progress(plan.chunks, self.options) for plan in self.plans), JobProgress(0, 0))
+
+    def update(self) -> None:
+        progress = self.read()
+        line = rate_line(progress, progress.done - self.first.done, time.monotonic() - self.started)
+        update_progress_artifact(self.artifact_id, progress=progress.percent, description=line)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.update()
+            except Exception:  # progress is cosmetic: never let it break a run
+                log.debug("progress artifact update failed", exc_info=True)
+
+    def __enter__(self) -> FrameArtifact:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        try:
+            self.update()
+        except Exception:
+            log.debug("progress artifact update failed", exc_info=True)
+
+
 def _settled(chunk: ChunkSpec, item: ItemResult) -> ChunkResult:
     """The worker's ChunkResult with the pool's attempt count, or the pool's error when no worker returned one."""
     if item.ok and isinstance(item.value, ChunkResult):
@@ -80,8 +130,8 @@ def chunk_actors(model: ModelSpec, pool: PoolSettings, options: dict | None) -> 
 def interpolate_task(plans: Sequence[Plan], model: ModelSpec, pool: PoolSettings, ray_address: str | None,
                      options: dict | None, actors: ActorPool | None = None) -> list[list[ChunkResult]]:
     """Run every uncommitted chunk of every plan on one actor pool (the model loads once per actor for
-    the whole group, and short videos do not leave actors idle); a live progress artifact for the group
-    and a chunk table per job. Returns each plan's outcomes in chunk order.
+    the whole group, and short videos do not leave actors idle); a live progress artifact of output frames
+    for the group and a chunk table per job. Returns each plan's outcomes in chunk order.
 
     ``actors`` (from :func:`chunk_actors` with the same model, pool and options) are reused and left
     running for the next group; without them, the pool's actors end with this task."""
@@ -97,31 +147,23 @@ def interpolate_task(plans: Sequence[Plan], model: ModelSpec, pool: PoolSettings
                 pending[f"{plan.job['job_id']}/{chunk.chunk_id}"] = (n, chunk)
             else:
                 outcomes[n][chunk.chunk_index] = ChunkResult.from_marker(chunk.chunk_index, marker)
-    total = sum(len(plan.chunks) for plan in plans)
-    what = f"job {plans[0].job['job_id']}" if len(plans) == 1 else f"{len(plans)} jobs"
-    committed = total - len(pending)
-    progress_id = create_progress_artifact(progress=100.0 * committed / max(1, total), key="chunk-progress",
-                                           description=f"chunks committed of {what}")
-
     def settle(result: ItemResult) -> ChunkResult:
         n, chunk = pending[result.key]
         outcome = outcomes[n][chunk.chunk_index] = _settled(chunk, result)
         return outcome
 
-    if pending:
-        connect_ray(ray_address)
+    with FrameArtifact(plans, options):
+        if pending:
+            connect_ray(ray_address)
 
-        def on_result(result: ItemResult) -> None:
-            nonlocal committed
-            outcome = settle(result)
-            committed += outcome.ok
-            update_progress_artifact(progress_id, progress=100.0 * committed / total)
-            log.info("%s: %s", result.key, "ok" if outcome.ok else outcome.error)
+            def on_result(result: ItemResult) -> None:
+                outcome = settle(result)
+                log.info("%s: %s", result.key, "ok" if outcome.ok else outcome.error)
 
-        items = [(key, asdict(chunk)) for key, (_, chunk) in pending.items()]
-        results = actors.run(items, on_result) if actors is not None else run_pool(items, factory, pool, on_result)
-        for result in results:
-            settle(result)
+            items = [(key, asdict(chunk)) for key, (_, chunk) in pending.items()]
+            results = actors.run(items, on_result) if actors is not None else run_pool(items, factory, pool, on_result)
+            for result in results:
+                settle(result)
     ordered = [[done[c.chunk_index] for c in plan.chunks] for plan, done in zip(plans, outcomes)]
     for plan, plan_outcomes in zip(plans, ordered):
         create_table_artifact(

@@ -12,9 +12,11 @@ import av
 import pytest
 import torch
 
-from flows.cli import main
+from flows.cli import build_parser, main, settings_from_args, storage_options
+from flows.runner import IN_PROCESS_NOTE, runs_in_process
 from slomo_core.model.checkpoint import save_superslomo
 from slomo_core.model.superslomo import SuperSloMo, SuperSloMoConfig
+from slomo_core.video.decode import iter_frames
 from slomo_core.video.probe import read_frame_timestamps
 
 from clips import make_audio_only, make_clip, moving_square_frames, truncate_file
@@ -154,12 +156,34 @@ def _flow_run_count() -> int:
     return asyncio.run(count())
 
 
+def _frame_progress_artifact() -> tuple[float, str]:
+    """The newest `frame-progress` artifact's percentage and description."""
+    import asyncio
+
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    async def read() -> tuple[float, str]:
+        async with get_client() as client:
+            (artifact,) = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["frame-progress"])),
+                sort=ArtifactSort.UPDATED_DESC, limit=1)
+            return float(artifact.data), artifact.description or ""
+
+    return asyncio.run(read())
+
+
 @pytest.mark.usefixtures("ray_session", "prefect_harness")
 def test_convert_runs_the_flow_by_default(tmp_path: Path, clip: str, capsys) -> None:
     out = tmp_path / "flow.mp4"
-    assert main(["convert", clip, str(out), "--factor", "2", "--chunk-frames", "2", "--workers", "2", "-q"]) == 0
-    text = capsys.readouterr().out
+    assert main(["convert", clip, str(out), "--factor", "2", "--chunk-frames", "2", "--workers", "2"]) == 0
+    captured = capsys.readouterr()
+    text = captured.out
     assert "5 -> 9 frames in 2 chunk(s)" in text and "audio none (the source has no audio)" in text
+    assert "9/9" in captured.err and IN_PROCESS_NOTE not in captured.err  # the bar, in frames, ends at the total
+    progress, description = _frame_progress_artifact()
+    assert progress == 100.0 and description.startswith("9/9 output frames (100%)"), description
     assert len(read_frame_timestamps(str(out))) == 9
     assert len(list((tmp_path / ".slomo-work").glob("*/commits/*.json"))) == 2
     # Same command again: the finished job is recognised, nothing is recomputed, and no flow run starts.
@@ -263,3 +287,60 @@ def test_stitch_errors_name_the_users_output_not_a_scratch_copy(tmp_path: Path, 
     assert main(["convert", clip, str(out), "--factor", "2", "--local", "-q"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"slomo: error: {out}: timestamp") and "slomo-stitch" not in err[0]
+
+
+def _same_frames(a: Path, b: Path) -> bool:
+    left, right = list(iter_frames(str(a))), list(iter_frames(str(b)))
+    return len(left) == len(right) and all(x.pts == y.pts and (x.image == y.image).all() for x, y in zip(left, right))
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_default_convert_without_cluster_runs_in_process_and_keeps_resumable_job_state(
+        tmp_path: Path, clip: str, capsys) -> None:
+    out = tmp_path / "out.mp4"
+    argv = ["convert", clip, str(out), "--factor", "2", "--chunk-frames", "2"]
+    runs = _flow_run_count()
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert IN_PROCESS_NOTE in captured.err.splitlines() and "9/9" in captured.err  # one line, and a bar of frames
+    assert "5 -> 9 frames in 2 chunk(s) in this process" in captured.out
+    assert _flow_run_count() == runs
+    assert main(["convert", clip, str(tmp_path / "local.mp4"), "--factor", "2", "--chunk-frames", "2", "--local", "-q"]) == 0
+    assert _same_frames(out, tmp_path / "local.mp4")
+    # The job state is a flow run's: lose the output, its DONE and one commit, and the run redoes one chunk.
+    (job,) = (tmp_path / ".slomo-work").iterdir()
+    for path in (out, job / "DONE.json", job / "commits" / "chunk-00001.json"):
+        path.unlink()
+    assert main(argv + ["-q"]) == 0
+    captured = capsys.readouterr()
+    assert "in this process" in captured.out and "(resumed 1)" in captured.out and captured.err == ""
+    assert _same_frames(out, tmp_path / "local.mp4")
+
+
+@pytest.mark.parametrize("options,in_process", [
+    ([], True), (["--workers", "1"], True), (["--flow"], False), (["--workers", "2"], False),
+    (["--ray-address", "auto"], False), (["--gpus-per-worker", "1"], False),
+    (["--s3-endpoint", "http://127.0.0.1:9"], False), (["--work-dir", "s3://bucket/work"], False),
+])
+def test_only_a_job_that_asks_for_no_cluster_runs_in_process(options: list[str], in_process: bool) -> None:
+    args = build_parser().parse_args(["convert", "in.mp4", "out.mp4", "--factor", "2", *options])
+    assert runs_in_process(args, settings_from_args(args), storage_options(args)) is in_process
+    remote = build_parser().parse_args(["convert", "in.mp4", "s3://bucket/out.mp4", "--factor", "2", *options])
+    assert not runs_in_process(remote, settings_from_args(remote), storage_options(remote))
+
+
+def test_flow_and_local_exclude_each_other(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["convert", "in.mp4", "out.mp4", "--factor", "2", "--flow", "--local"])
+    assert exit_.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+
+
+def test_a_finished_job_returns_without_loading_torch_opencv_pyav_prefect_or_ray(tmp_path: Path, clip: str) -> None:
+    argv = ["convert", clip, str(tmp_path / "out.mp4"), "--factor", "2", "-q"]
+    assert main(argv) == 0
+    code = ("import sys; from flows.cli import main; code = main(%r);"
+            "print(code, sorted(m for m in ('torch', 'cv2', 'av', 'prefect', 'ray') if m in sys.modules))" % argv)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "0 []", result.stdout
+    assert "(resumed 1)" in result.stdout

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from slomo_core.errors import CheckpointError, ConfigError
 from slomo_core.interp.base import FrameInterpolator
-from slomo_core.interp.network import InferenceSettings, SuperSloMoInterpolator
+from slomo_core.interp.inference import InferenceSettings
 from slomo_core.model.shipped import best_shipped, is_shipped, resolve_shipped
 from slomo_core.scratch import scratch_dir
 from slomo_core.storage import StorageOptions, file_sha256, localize
@@ -45,6 +45,7 @@ def build_interpolator(
 
         return DISInterpolator()
     if model == "superslomo":
+        from slomo_core.interp.network import SuperSloMoInterpolator
         from slomo_core.model.checkpoint import load_superslomo
 
         network, info = load_superslomo(resolve_shipped(model_weights(model, weights)))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -18,6 +17,7 @@ import torch.nn.functional as F
 
 from slomo_core.errors import ConfigError
 from slomo_core.interp.base import PairRequest
+from slomo_core.interp.inference import InferenceSettings
 from slomo_core.model.superslomo import SuperSloMo
 from slomo_core.runtime import available_host_memory, cpu_has_native_bf16, resolve_device, resolve_dtype
 
@@ -36,20 +36,6 @@ def auto_pixel_budget(device: torch.device, memory_fraction: float = 0.5) -> int
     else:
         free = available_host_memory()
     return int(max(256 * 256, min(MAX_AUTO_PIXELS, free * memory_fraction // BYTES_PER_PIXEL)))
-
-
-@dataclass(frozen=True)
-class InferenceSettings:
-    """How to run the network. channels_last measured 1.3x faster on a 2-core AVX2 CPU (bench/interpolators.py);
-    bf16 pays off only where the hardware has it (GPUs, CPUs with AVX512-BF16/AMX), elsewhere it is far slower."""
-
-    device: str = "auto"
-    dtype: str = "auto"  # bf16 where the hardware has it natively, else fp32 (see resolve_inference_dtype)
-    channels_last: bool = True
-    compile: bool = False  # torch.compile both U-Nets (Inductor): slower first batch, faster after
-    # Pixels (after padding) per forward pass, bounding activation memory; None sizes it from free memory.
-    max_batch_pixels: int | None = None
-    tile_overlap: int = 64
 
 
 def pad_to_multiple(frames: torch.Tensor, multiple: int = ALIGN) -> tuple[torch.Tensor, tuple[int, int]]:

@@ -20,11 +20,11 @@ import av.error
 import av.filter
 
 from slomo_core.errors import ConfigError, InputError
+from slomo_core.video.choices import AUDIO_MODES
 from slomo_core.video.probe import ffmpeg_reason
 
 log = logging.getLogger(__name__)
 
-AUDIO_MODES = ("copy", "drop", "stretch")
 
 # atempo accepts 0.5..100 per instance; slower than 0.5x needs a chain.
 _ATEMPO_MIN = 0.5

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from dataclasses import dataclass
 from fractions import Fraction
 from types import TracebackType
 
@@ -24,20 +23,13 @@ from av.video.frame import VideoFrame
 from av.video.reformatter import ColorRange, Colorspace, VideoReformatter
 
 from slomo_core.errors import ConfigError, OutputError
+from slomo_core.video.choices import CODECS, EncoderSettings
 from slomo_core.video.decode import SWS_FLAGS
 from slomo_core.video.probe import ffmpeg_reason
 
 log = logging.getLogger(__name__)
 
-CODECS = {"h264": "libx264", "h265": "libx265", "av1": "libsvtav1", "ffv1": "ffv1"}
 _CODEC_IDS = {"h264": "h264", "h265": "hevc", "av1": "av1", "ffv1": "ffv1"}  # as muxers name them
-
-_DEFAULT_CRF = {"h264": 18, "h265": 20, "av1": 30}
-_CRF_RANGE = {"h264": (0, 51), "h265": (0, 51), "av1": (0, 63)}
-_X26X_PRESETS = (
-    "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo",
-)
-_DEFAULT_PRESET = {"h264": "medium", "h265": "medium", "av1": "8"}
 
 # Output extension -> FFmpeg muxer. MP4/MOV store any integer timescale; Matroska is fixed at 1/1000 s.
 CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
@@ -50,64 +42,7 @@ _DEFAULT_RATE_HINT = Fraction(30)
 _MAX_PLAUSIBLE_RATE = 1000
 
 
-@dataclass(frozen=True)
-class EncoderSettings:
-    """How to encode: codec family, quality (CRF), speed preset, pixel format, threads.
-
-    None means "the codec's sensible default" so manifests can store exactly what the user asked.
-    """
-
-    codec: str = "h264"
-    crf: int | None = None  # None -> 18 h264, 20 h265, 30 av1; ignored for ffv1 (lossless)
-    preset: str | None = None  # x264/x265 names ("medium"); av1: "0".."13" (default "8")
-    pix_fmt: str | None = None  # None -> see resolve_pix_fmt
-    threads: int = 0  # 0 = let the encoder decide
-
-    def validate(self) -> None:
-        """ConfigError for anything the encoder would reject later, with the option named."""
-        if self.codec not in CODECS:
-            raise ConfigError(f"unknown codec {self.codec!r}: choose one of {', '.join(CODECS)}")
-        if self.crf is not None and self.codec in _CRF_RANGE:
-            low, high = _CRF_RANGE[self.codec]
-            if not isinstance(self.crf, int) or not low <= self.crf <= high:
-                raise ConfigError(f"crf {self.crf!r} out of range for {self.codec}: use {low}..{high}")
-        if self.preset is not None:
-            if self.codec in ("h264", "h265") and self.preset not in _X26X_PRESETS:
-                raise ConfigError(f"unknown {self.codec} preset {self.preset!r}: use one of {', '.join(_X26X_PRESETS)}")
-            if self.codec == "av1" and self.preset not in {str(n) for n in range(14)}:
-                raise ConfigError(f"av1 preset must be a number 0..13 (as text), got {self.preset!r}")
-        if not isinstance(self.threads, int) or self.threads < 0:
-            raise ConfigError(f"threads must be >= 0, got {self.threads!r}")
-        if self.pix_fmt is not None:
-            supported = _encoder_pix_fmts(self.codec)
-            if self.pix_fmt not in supported:
-                choices = ", ".join(sorted(supported))
-                raise ConfigError(f"pixel format {self.pix_fmt!r} not supported by {self.codec}: use one of {choices}")
-
-    def resolved_crf(self) -> int | None:
-        """The CRF actually used (None for ffv1, which is lossless)."""
-        return None if self.codec == "ffv1" else (self.crf if self.crf is not None else _DEFAULT_CRF[self.codec])
-
-    def resolved_preset(self) -> str | None:
-        """The preset actually used (None for ffv1, which has none)."""
-        return self.preset if self.preset is not None else _DEFAULT_PRESET.get(self.codec)
-
-    def resolve_pix_fmt(self, width: int, height: int) -> str:
-        """The pixel format for this frame size.
-
-        yuv420p by default; yuv444p when a side is odd (x264/x265 4:2:0 needs even sizes) and for
-        ffv1. av1 (SVT-AV1) only encodes 4:2:0 but accepts odd sizes, so it stays yuv420p.
-        """
-        if self.pix_fmt is not None:
-            return self.pix_fmt
-        if self.codec == "ffv1":
-            return "yuv444p"
-        if self.codec == "av1":
-            return "yuv420p"
-        return "yuv444p" if width % 2 or height % 2 else "yuv420p"
-
-
-def _encoder_pix_fmts(codec: str) -> set[str]:
+def encoder_pix_fmts(codec: str) -> set[str]:
     formats = av.Codec(CODECS[codec], "w").video_formats or ()
     return {fmt.name for fmt in formats}
 
