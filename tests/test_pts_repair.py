@@ -295,7 +295,7 @@ def test_flow_path_converts_a_repaired_avi_like_the_local_path(bframes_avi: str,
                                                              capsys: pytest.CaptureFixture[str]) -> None:
     flow_out, local_out = tmp_path / "flow.mkv", tmp_path / "local.mkv"
     common = ["--factor", "2", "--codec", "ffv1", "--chunk-frames", "5", "-q"]
-    assert main(["convert", bframes_avi, str(flow_out), *common, "--workers", "1"]) == 0
+    assert main(["convert", bframes_avi, str(flow_out), *common, "--flow"]) == 0
     text = capsys.readouterr().out
     assert "16 -> 31 frames in 3 chunk(s)" in text and "timestamps repaired: " in text, text
     assert main(["convert", bframes_avi, str(local_out), *common, "--local"]) == 0
