@@ -61,6 +61,8 @@ class ConvertReport:
     chunks: int = 1
     tail_policy: str = TAIL_POLICY
     timestamps: str = TIMESTAMPS_AS_IN_FILE  # or how the source's timestamps were repaired / that it is sparse
+    repeats_dropped: int | None = None  # --dedup: repeats interpolated over (None: dedup off)
+    repeats_held: int | None = None  # --dedup: repeats kept as they are (frozen screens, the end)
 
     @property
     def frames_per_second(self) -> float:
@@ -135,6 +137,8 @@ def convert_locally(
         seconds=time.perf_counter() - started,
         chunks=len(plan.chunks),
         timestamps=plan.job["timestamps"],
+        repeats_dropped=plan.job.get("repeats_dropped"),
+        repeats_held=plan.job.get("repeats_held"),
     )
     log.info("converted %s -> %s: %d -> %d frames", source, output, report.input_frames, report.output_frames)
     return report
