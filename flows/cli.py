@@ -15,6 +15,7 @@ from dataclasses import asdict
 from importlib import resources
 from typing import Any, NoReturn
 
+from slomo_core.dedup import MAX_DROPPED_RUN, MEASURE
 from slomo_core.errors import ConfigError, SlomoError
 from slomo_core.interp.factory import MODELS
 from slomo_core.model.shipped import best_shipped
@@ -71,6 +72,13 @@ def _add_convert_options(parser: argparse.ArgumentParser) -> None:
              help="cut score in (0, 1] above which a pair is a cut and frame i is repeated")
     scene.add_argument("--no-scene-detect", dest="scene_threshold", action="store_const", const=None,
                        default=argparse.SUPPRESS, help="interpolate across every pair, cuts included")
+    dedup = parser.add_argument_group("duplicate frames")
+    _setting(dedup, "--dedup", action="store_true",
+             help="drop frames that repeat the previous one (anime on twos, telecined or stuttering captures) and "
+             f"interpolate over them at their real times; runs of more than {MAX_DROPPED_RUN} repeats are a still "
+             "(a frozen screen) and are kept as they are")
+    _setting(dedup, "--dedup-threshold", type=float, metavar="LEVELS",
+             help=f"with --dedup: a frame repeats the previous one when the {MEASURE} is at most this")
     enc = parser.add_argument_group("encoding")
     _setting(enc, "--codec", choices=CODEC_CHOICES, help="h264, h265, av1 (SVT-AV1) or ffv1 (lossless)")
     _setting(enc, "--crf", type=int, help="quality (lower is better); defaults: h264 18, h265 20, av1 30")
@@ -170,6 +178,13 @@ def _timestamps_note(timestamps: str | None) -> str:
     return f", timestamps {timestamps}" if timestamps and timestamps != TIMESTAMPS_AS_IN_FILE else ""
 
 
+def _repeats_note(frames: int, dropped: int | None, held: int | None) -> str:
+    """The summary's --dedup counts (nothing when dedup was off)."""
+    if dropped is None:
+        return ""
+    return f", dedup: {frames} frames seen, {dropped} repeat(s) dropped, {held} kept (stills)"
+
+
 def _run_convert(source: str, output: str, options, interpolator, quiet: bool) -> int:
     from tqdm import tqdm
 
@@ -192,7 +207,7 @@ def _run_convert(source: str, output: str, options, interpolator, quiet: bool) -
     print(
         f"{report.output}: {report.input_frames} -> {report.output_frames} frames with {report.interpolator}"
         f" in {report.chunks} chunk(s), {report.seconds:.1f} s ({report.frames_per_second:.1f} frames/s){cuts}, audio {report.audio_mode}"
-        f"{_timestamps_note(report.timestamps)}"
+        f"{_timestamps_note(report.timestamps)}{_repeats_note(report.input_frames, report.repeats_dropped, report.repeats_held)}"
     )
     return EXIT_OK
 
@@ -213,6 +228,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         f"{summary['chunks']} chunk(s) {where} in {summary['seconds']:.1f} s"
         f"{' (resumed ' + str(summary['chunks_resumed']) + ')' if summary['chunks_resumed'] else ''}, "
         f"audio {summary['audio_mode']}{_timestamps_note(summary.get('timestamps'))}"
+        f"{_repeats_note(summary['input_frames'], summary.get('repeats_dropped'), summary.get('repeats_held'))}"
     )
     return EXIT_OK
 

@@ -182,7 +182,8 @@ def run_convert_in_process(args: argparse.Namespace, settings: ConversionSetting
                                  work_root=work_root)
     return {"output_uri": report.output, "input_frames": report.input_frames, "output_frames": report.output_frames,
             "chunks": report.chunks, "chunks_resumed": report.chunks_resumed, "workers": [], "in_process": True,
-            "seconds": round(report.seconds, 2), "audio_mode": report.audio_mode, "timestamps": report.timestamps}
+            "seconds": round(report.seconds, 2), "audio_mode": report.audio_mode, "timestamps": report.timestamps,
+            "repeats_dropped": report.repeats_dropped, "repeats_held": report.repeats_held}
 
 
 def run_convert_flow(args: argparse.Namespace, settings: ConversionSettings, storage: StorageOptions | None,

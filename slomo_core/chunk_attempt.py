@@ -14,10 +14,12 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from collections.abc import Set as AbstractSet
 from fractions import Fraction
 
 import numpy as np
 
+from slomo_core.dedup import frame_set
 from slomo_core.errors import InputError, SlomoError
 from slomo_core.interp.base import FrameInterpolator, PairRequest
 from slomo_core.manifest import ChunkSpec, ChunkStatus, CommitMarker, write_status
@@ -34,7 +36,7 @@ from slomo_core.storage import (
     localize,
     upload,
 )
-from slomo_core.timestamps import OutputFrame, OutputTimeline
+from slomo_core.timestamps import OutputFrame, OutputTimeline, retimed
 from slomo_core.video.decode import DecodedFrame, iter_frames
 from slomo_core.video.encode import VideoEncoder
 
@@ -48,11 +50,37 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _pairs(frames: Iterator[DecodedFrame]) -> Iterator[tuple[DecodedFrame, DecodedFrame]]:
-    previous = next(frames, None)
+# Two kept frames, the outputs between them (t relative to them), and whether the second holds the first.
+KeptPair = tuple[DecodedFrame, DecodedFrame, list[OutputFrame], bool]
+
+
+def _kept_pairs(frames: Iterator[DecodedFrame], timeline: OutputTimeline, dropped: AbstractSet[int],
+                held: AbstractSet[int]) -> Iterator[KeptPair]:
+    """Consecutive kept frames with the outputs of every source pair between them, re-timed onto them.
+
+    Without --dedup every frame is kept and these are the source's pairs, outputs unchanged. A dropped
+    repeat's outputs are interpolated from the kept frames around it at their real times; a ``held``
+    frame repeats the one before on purpose (a still), so its pair shows the first picture throughout.
+    """
+    anchor: DecodedFrame | None = None
+    previous: DecodedFrame | None = None
+    pending: list[tuple[OutputFrame, int, int]] = []  # outputs since the anchor, with their source pair's pts
     for frame in frames:
-        yield previous, frame
+        if previous is None:
+            if frame.index in dropped:
+                raise InputError(f"chunk starts on frame {frame.index}, a dropped repeat: the plan is inconsistent")
+        else:
+            pending += [(out, previous.pts, frame.pts)
+                        for out in timeline.outputs_between(previous.index, previous.pts, frame.pts)]
         previous = frame
+        if frame.index in dropped:
+            continue
+        if anchor is not None:
+            outs = [retimed(out, pi, pj, anchor.index, anchor.pts, frame.pts) for out, pi, pj in pending]
+            yield anchor, frame, outs, frame.index in held
+        anchor, pending = frame, []
+    if pending:
+        raise InputError(f"chunk ends on frame {previous.index}, a dropped repeat: the plan is inconsistent")  # type: ignore[union-attr]
 
 
 class _Writer:
@@ -77,31 +105,31 @@ def _counted(frames: Iterator[DecodedFrame], spec: ChunkSpec) -> Iterator[Decode
 
 
 def _emit_batch(
-    batch: list[tuple[DecodedFrame, DecodedFrame, list[OutputFrame]]],
+    batch: list[KeptPair],
     interpolator: FrameInterpolator,
     detector: SceneCutDetector | None,
     writer: _Writer,
     cuts: list[int],
     clock: StageClock,
 ) -> None:
-    """Interpolate all non-cut pairs of the batch in one call, then write every output in order."""
-    plans = batch
+    """Interpolate all non-cut, non-held pairs of the batch in one call, then write every output in order."""
     with clock.measure("scene"):
-        is_cut = [detector is not None and bool(outs) and detector.is_cut(a.image, b.image) for a, b, outs in plans]
+        is_cut = [detector is not None and not hold and bool(outs) and detector.is_cut(a.image, b.image)
+                  for a, b, outs, hold in batch]
     requests, owners = [], []
-    for n, (a, b, outs) in enumerate(plans):
+    for n, (a, b, outs, hold) in enumerate(batch):
         times = tuple(float(o.t) for o in outs if o.t > 0)
         if is_cut[n]:
             cuts.append(a.index)
-        elif times:
+        elif times and not hold:
             requests.append(PairRequest(a.image, b.image, times))
             owners.append(n)
     with clock.measure("model"):
         synthesized = dict(zip(owners, interpolator.interpolate(requests))) if requests else {}
-    for n, (a, _, outs) in enumerate(plans):
+    for n, (a, _, outs, hold) in enumerate(batch):
         made = iter(synthesized.get(n, ()))
         for out in outs:
-            image = a.image if out.t == 0 or is_cut[n] else next(made)
+            image = a.image if out.t == 0 or is_cut[n] or hold else next(made)
             writer.write(image, out)
 
 
@@ -115,7 +143,8 @@ def render_chunk(
 ) -> tuple[int, list[int]]:
     """Decode frames first..last of a local source and encode this chunk's outputs into a local segment.
 
-    Returns (frames written, pairs treated as scene cuts). Fails if a count or pts disagrees with the plan.
+    Returns (frames written, pairs treated as scene cuts; with --dedup a cut is named by the kept frame
+    before it). Fails if a count or pts disagrees with the plan.
     ``clock`` collects busy seconds per stage (decode, scene, model, encode).
     """
     clock = clock or StageClock()
@@ -137,12 +166,13 @@ def render_chunk(
         sink: BackgroundSink[tuple[np.ndarray, int]] = BackgroundSink(lambda item: encode(*item), ENCODE_QUEUE)
         writer = _Writer(sink, progress)
         try:
-            batch: list[tuple[DecodedFrame, DecodedFrame, list[OutputFrame]]] = []
+            batch: list[KeptPair] = []
             frames = clock.timed_iter("decode", iter_frames(source_path, spec.first_frame, spec.last_frame + 1))
             decoded = prefetch(frames, 2 * spec.batch_pairs + 2)
-            for a, b in _pairs(_counted(decoded, spec)):
-                batch.append((a, b, timeline.outputs_between(a.index, a.pts, b.pts)))
-                last = b
+            dropped, held = frame_set(spec.dropped_frames), frame_set(spec.held_frames)
+            for pair in _kept_pairs(_counted(decoded, spec), timeline, dropped, held):
+                batch.append(pair)
+                last = pair[1]
                 if len(batch) == spec.batch_pairs:
                     _emit_batch(batch, interpolator, detector, writer, cuts, clock)
                     batch = []

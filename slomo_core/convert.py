@@ -64,6 +64,8 @@ class ConvertReport:
     tail_policy: str = TAIL_POLICY
     timestamps: str = TIMESTAMPS_AS_IN_FILE  # or how the source's timestamps were repaired / that it is sparse
     chunks_resumed: int = 0  # committed by an earlier run of the same job (a work_root run resumes)
+    repeats_dropped: int | None = None  # --dedup: repeats interpolated over (None: dedup off)
+    repeats_held: int | None = None  # --dedup: repeats kept as they are (frozen screens, the end)
 
     @property
     def frames_per_second(self) -> float:
@@ -173,6 +175,8 @@ def _convert_leased(source: str, output: str, interpolator: FrameInterpolator, o
         chunks=len(plan.chunks),
         timestamps=plan.job["timestamps"],
         chunks_resumed=resumed,
+        repeats_dropped=plan.job.get("repeats_dropped"),
+        repeats_held=plan.job.get("repeats_held"),
     )
     log.info("converted %s -> %s: %d -> %d frames", source, output, report.input_frames, report.output_frames)
     return report

@@ -64,6 +64,9 @@ class ChunkSpec:
     work_uri: str  # the job's folder: segments, markers, status rows
     output_uri: str
     audio_mode: str
+    # --dedup (JSON lists of frame indices; None when off, and in manifests planned before it existed)
+    dropped_frames: str | None = None  # repeats inside the chunk, interpolated over from the kept frames
+    held_frames: str | None = None  # repeats kept as they are (frozen screens, the end): pair j-1, j is held
 
     @property
     def chunk_id(self) -> str:

@@ -13,9 +13,11 @@ import hashlib
 import json
 import logging
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 
+from slomo_core.dedup import scan_repeats, validate_threshold
 from slomo_core.errors import ConfigError, InputError
 from slomo_core.keys import absolute_location, check_name, refuse_same_object
 from slomo_core.manifest import ChunkSpec
@@ -40,6 +42,7 @@ class JobSettings:
     model: str = "dis"
     weights_uri: str | None = None
     weights_sha256: str | None = None
+    dedup_threshold: float | None = None  # --dedup: repeats of the previous frame are interpolated over
 
     def resolved_audio_mode(self) -> str:
         mode = self.audio_mode or ("copy" if self.spec.mode == "fps" else "drop")
@@ -59,6 +62,8 @@ class JobSettings:
             raise ConfigError(f"batch_pairs must be >= 1, got {self.batch_pairs}")
         if self.scene_threshold is not None and not 0.0 < self.scene_threshold <= 1.0:
             raise ConfigError(f"scene threshold must be in (0, 1], got {self.scene_threshold}")
+        if self.dedup_threshold is not None:
+            validate_threshold(self.dedup_threshold)
 
 
 @dataclass(frozen=True)
@@ -128,18 +133,24 @@ class JobLayout:
         return join(self.work_uri, "status", check_name(f"chunk-{chunk_index:05d}-{attempt}.parquet", "attempt"))
 
 
-def chunk_boundaries(pair_count: int, keyframes: Sequence[int], pairs_per_chunk: int | None) -> list[tuple[int, int]]:
-    """Pair ranges [s, e) covering 0..pair_count, about ``pairs_per_chunk`` pairs each, snapped to keyframes."""
+def chunk_boundaries(pair_count: int, keyframes: Sequence[int], pairs_per_chunk: int | None,
+                     avoid: AbstractSet[int] = frozenset()) -> list[tuple[int, int]]:
+    """Pair ranges [s, e) covering 0..pair_count, about ``pairs_per_chunk`` pairs each, snapped to keyframes.
+
+    No boundary falls on a frame in ``avoid`` (dropped repeats: a chunk needs the kept frames around them).
+    """
     if pair_count < 1:
         raise ConfigError("a job needs at least one pair of frames")
     if pairs_per_chunk is None or pairs_per_chunk >= pair_count:
         return [(0, pair_count)]
-    keys = sorted(k for k in keyframes if 0 < k < pair_count)
+    keys = sorted(k for k in keyframes if 0 < k < pair_count and k not in avoid)
     slack = pairs_per_chunk // 4
     starts = [0]
     target = pairs_per_chunk
     while target < pair_count:
         choice = target
+        while choice in avoid:
+            choice += 1
         lo = bisect.bisect_left(keys, target - slack)
         candidates = [k for k in keys[lo : bisect.bisect_right(keys, target + slack)] if k > starts[-1]]
         if candidates:
@@ -156,9 +167,12 @@ def job_id_for(source_uri: str, source_etag: str, source_size: int, output_uri: 
                chunk_length: ChunkLength) -> str:
     """A hash of the source identity, the output and every setting (see JobLayout.for_job)."""
     source_uri, output_uri = absolute_location(source_uri), absolute_location(output_uri)
+    shaping = asdict(settings)
+    if shaping["dedup_threshold"] is None:  # dedup off: the id of a job planned before --dedup existed
+        del shaping["dedup_threshold"]
     payload = json.dumps(
         {"source": [source_uri, source_etag, source_size], "output": output_uri,
-         "settings": asdict(settings), "chunks": asdict(chunk_length)},
+         "settings": shaping, "chunks": asdict(chunk_length)},
         sort_keys=True, default=str,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
@@ -200,7 +214,9 @@ def plan_job(
     full = OutputTimeline(settings.spec, pts, info.time_base)
     layout = JobLayout.for_job(source_uri, source_id, output_uri, work_root, settings, chunk_length)
     job_id = layout.job_id
-    ranges = chunk_boundaries(len(pts) - 1, index.keyframes, chunk_length.in_pairs(pts, info.time_base))
+    repeats = scan_repeats(local, settings.dedup_threshold, len(pts)) if settings.dedup_threshold is not None else None
+    ranges = chunk_boundaries(len(pts) - 1, index.keyframes, chunk_length.in_pairs(pts, info.time_base),
+                              avoid=frozenset(repeats.dropped) if repeats else frozenset())
     rate_hint = full.nominal_rate(info.average_rate)
     chunks = []
     for n, (s, e) in enumerate(ranges):
@@ -221,7 +237,7 @@ def plan_job(
                 codec=settings.encoder.codec, crf=settings.encoder.crf, preset=settings.encoder.preset,
                 pix_fmt=settings.encoder.pix_fmt, scene_threshold=settings.scene_threshold,
                 batch_pairs=settings.batch_pairs, work_uri=layout.work_uri, output_uri=output_uri,
-                audio_mode=settings.resolved_audio_mode(),
+                audio_mode=settings.resolved_audio_mode(), **(repeats.chunk_fields(s, e) if repeats else {}),
             )
         )
     job = {
@@ -237,6 +253,7 @@ def plan_job(
         # what the report says: a source without audio gets none, whatever the mode would have done with it
         "audio_mode": settings.resolved_audio_mode() if info.audio is not None else "none (the source has no audio)",
         "stretch": settings.spec.stretch,
+        **(repeats.report() if repeats else {}),  # --dedup: the measure and how many repeats were dropped or kept
     }
     return Plan(chunks, job, layout)
 

@@ -14,6 +14,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from slomo_core.convert import ConvertOptions
+from slomo_core.dedup import DEFAULT_THRESHOLD as DEDUP_THRESHOLD
+from slomo_core.dedup import MEASURE
 from slomo_core.errors import ConfigError
 from slomo_core.interp.factory import (
     DEFAULT_MODEL,
@@ -93,6 +95,10 @@ class ConversionSettings(BaseModel):
     # scene cuts
     scene_threshold: float | None = Field(DEFAULT_THRESHOLD, gt=0, le=1,
                                           description="cut score above which frame i is repeated; None: no detection")
+    # duplicate frames
+    dedup: bool = Field(False, description="interpolate over repeats of the previous frame (anime on twos, stutters)")
+    dedup_threshold: float = Field(DEDUP_THRESHOLD, ge=0, lt=255,
+                                   description=f"a frame repeats the previous one when the {MEASURE} is at most this")
     # encoding
     codec: Literal[CODEC_CHOICES] = Field("h264", description="output video codec")  # type: ignore[valid-type]
     crf: int | None = Field(None, description="quality, lower is better (default: the codec's)")
@@ -130,6 +136,8 @@ class ConversionSettings(BaseModel):
         if self.factor is None and self.fps is None:
             raise ConfigError("give --factor N or --fps RATE")
         validate_model_choice(self.model, self.weights)
+        if "dedup_threshold" in self.model_fields_set and not self.dedup:
+            raise ConfigError("--dedup-threshold needs --dedup")
         self.job_settings().validate()
         return self
 
@@ -154,6 +162,7 @@ class ConversionSettings(BaseModel):
             spec=self.rate_spec, encoder=EncoderSettings(codec=self.codec, crf=self.crf, preset=self.preset),
             audio_mode=self.audio, scene_threshold=self.scene_threshold, batch_pairs=self.batch_pairs,
             model=self.model, weights_uri=self.weights, weights_sha256=self.weights_sha256,
+            dedup_threshold=self.dedup_threshold if self.dedup else None,
         )
 
     @property

@@ -10,6 +10,8 @@ constant frame rate. Pair i owns output frames (i, k), k = 0 being the original 
 Tail: the last input frame is emitted once, as an original frame, at N (p_{M-1} - p_0) (integer
 modes) or at the first grid point at or after it (target rate); nothing is extrapolated past it.
 Every formula needs only p_0, p_i and p_{i+1}, so any chunking of the pairs gives the same result.
+Dropped duplicate frames (dedup.py) change no output time: an output of pair i is re-timed onto the
+kept frames a <= i < i+1 <= b around it (``retimed``), t' = (p_i + t (p_{i+1} - p_i) - p_a) / (p_b - p_a).
 """
 
 from __future__ import annotations
@@ -79,6 +81,14 @@ class OutputFrame:
     pair: int
     t: Fraction
     pts: int
+
+
+def retimed(out: OutputFrame, pi: int, pj: int, anchor: int, pa: int, pb: int) -> OutputFrame:
+    """``out`` (of the pair with pts pi, pj) as the same output time between kept frames ``anchor`` (pts
+    pa) and the next kept frame (pts pb): same pts, exact t. With pa == pi and pb == pj nothing changes."""
+    if not pa <= pi < pj <= pb:
+        raise ConfigError(f"pair ({pi}, {pj}) is not between kept frames at {pa} and {pb}")
+    return OutputFrame(anchor, (pi - pa + out.t * (pj - pi)) / (pb - pa), out.pts)
 
 
 class OutputTimeline:
