@@ -31,7 +31,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from slomo_core.errors import ConfigError, InputError
-from slomo_core.video.thumbnails import iter_luma_thumbnails
 
 BLOCK = 8  # pixels per side of the blocks whose mean luma is compared
 DEFAULT_THRESHOLD = 3.0  # 8-bit levels; measured by bench/dedup_threshold.py (README: duplicate frames)
@@ -109,6 +108,8 @@ def scores_of(thumbnails: Iterable[np.ndarray]) -> list[float]:
 def scan_repeats(path: str, threshold: float, frame_count: int) -> RepeatPlan:
     """One decode pass over a local file: its repeats, checked against the frame count the plan uses."""
     validate_threshold(threshold)
+    from slomo_core.video.thumbnails import iter_luma_thumbnails  # PyAV: only when a job is planned
+
     scores = scores_of(iter_luma_thumbnails(path, BLOCK))
     if len(scores) + 1 != frame_count:
         raise InputError(f"{path}: decoded {len(scores) + 1} frames for the duplicate scan, the index has {frame_count}")
