@@ -178,8 +178,14 @@ def _run_convert(source: str, output: str, options, interpolator, quiet: bool) -
     print(
         f"{report.output}: {report.input_frames} -> {report.output_frames} frames with {report.interpolator}"
         f" in {report.chunks} chunk(s), {report.seconds:.1f} s ({report.frames_per_second:.1f} frames/s){cuts}, audio {report.audio_mode}"
+        f"{_rounded(report.timestamps)}"
     )
     return EXIT_OK
+
+
+def _rounded(timestamps: str) -> str:
+    """Said only when the container rounded the timestamps (.mkv's 1 ms clock)."""
+    return "" if timestamps == "exact" else f"; timestamps {timestamps}"
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
@@ -196,7 +202,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         f"{summary['output_uri']}: {summary['input_frames']} -> {summary['output_frames']} frames in "
         f"{summary['chunks']} chunk(s) on {len(summary['workers']) or 'no'} worker(s) in {summary['seconds']:.1f} s"
         f"{' (resumed ' + str(summary['chunks_resumed']) + ')' if summary['chunks_resumed'] else ''}, "
-        f"audio {summary['audio_mode']}"
+        f"audio {summary['audio_mode']}{_rounded(summary.get('timestamps', 'exact'))}"
     )
     return EXIT_OK
 

@@ -98,7 +98,8 @@ def finished_summary(layout: JobLayout, storage: StorageOptions | None, seconds:
     """The summary of a job that finished in an earlier run, from its manifest and DONE marker alone."""
     chunks, job = read_manifest(layout.manifest, storage)
     done = DoneRecord.read(layout.done, storage)
-    return {**job, "output_frames": done.frames, "output_sha256": done.sha256, "chunks": len(chunks),
+    return {**job, "output_frames": done.frames, "output_sha256": done.sha256, "timestamps": done.timestamps,
+            "chunks": len(chunks),
             "chunks_resumed": len(chunks), "workers": [], "seconds": round(seconds, 2)}
 
 

@@ -59,6 +59,7 @@ class ConvertReport:
     seconds: float
     chunks: int = 1
     tail_policy: str = TAIL_POLICY
+    timestamps: str = "exact"  # or how the container's clock rounded them (Matroska: 1 ms)
 
     @property
     def frames_per_second(self) -> float:
@@ -131,6 +132,7 @@ def convert_locally(
         audio_mode=plan.job["audio_mode"],
         seconds=time.perf_counter() - started,
         chunks=len(plan.chunks),
+        timestamps=stitched.timestamps,
     )
     log.info("converted %s -> %s: %d -> %d frames", source, output, report.input_frames, report.output_frames)
     return report

@@ -194,6 +194,7 @@ class DoneRecord:
     output_uri: str
     frames: int
     sha256: str
+    timestamps: str = "exact"  # or how a container's coarse clock (Matroska's 1 ms) rounded them
 
     def write(self, url: str, options: StorageOptions | None = None) -> None:
         write_json(url, asdict(self), options)

@@ -22,7 +22,13 @@ from slomo_core.scene import DEFAULT_THRESHOLD
 from slomo_core.storage import ObjectIdentity, StorageOptions, exists, identity, join, localize
 from slomo_core.timestamps import TAIL_POLICY, OutputTimeline, RateSpec
 from slomo_core.video.audio import AUDIO_MODES
-from slomo_core.video.encode import EncoderSettings
+from slomo_core.video.encode import (
+    EncoderSettings,
+    check_clock_resolution,
+    check_codec_fits,
+    container_clock,
+    muxer_for,
+)
 from slomo_core.video.probe import probe, read_frame_index
 
 
@@ -174,6 +180,7 @@ def plan_job(
     """Probe the source and describe every chunk; nothing is written here (see write_manifest)."""
     settings.validate()
     chunk_length.validate()
+    check_codec_fits(output_uri, settings.encoder.codec)
     refuse_same_object(source_uri, output_uri, options)
     source_uri, output_uri, work_root = (absolute_location(u) for u in (source_uri, output_uri, work_root))
     source_id = identity(source_uri, options)
@@ -184,6 +191,7 @@ def plan_job(
     if len(pts) < 2:
         raise InputError(f"{source_uri}: has {len(pts)} video frame(s); interpolation needs at least 2")
     full = OutputTimeline(settings.spec, pts, info.time_base)
+    check_output_clock(output_uri, full, pts)
     layout = JobLayout.for_job(source_uri, source_id, output_uri, work_root, settings, chunk_length)
     job_id = layout.job_id
     ranges = chunk_boundaries(len(pts) - 1, index.keyframes, chunk_length.in_pairs(pts, info.time_base))
@@ -223,6 +231,14 @@ def plan_job(
         "stretch": settings.spec.stretch,
     }
     return Plan(chunks, job, layout)
+
+
+def check_output_clock(output_uri: str, timeline: OutputTimeline, pts: Sequence[int]) -> None:
+    """Before any work: the closest output frames must land on distinct ticks of the output container's
+    clock (Matroska: 1 ms, which holds up to 1000 frames/s); within a pair they are one input step apart."""
+    clock = container_clock(muxer_for(output_uri), timeline.time_base)
+    step = min(b - a for a, b in zip(pts, pts[1:])) if timeline.spec.factor is not None else 1
+    check_clock_resolution(output_uri, [0, step], timeline.time_base, clock)
 
 
 def default_work_root(output_uri: str) -> str:

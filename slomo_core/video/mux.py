@@ -1,6 +1,7 @@
 """Stitch encoded video parts into the final file (no re-encode) and add the source's audio once.
 
-Parts are copied packet by packet. Their pts are kept; their dts are rebuilt for the whole
+Parts are copied packet by packet. Their pts are kept (rounded to the nearest tick where the
+container's clock is coarser, Matroska's 1 ms); their dts are rebuilt for the whole
 output (each part's encoder chose dts for itself, and with B-frames and VFR timing the dts at a
 part boundary can go backwards). The file is written under a temporary name next to the target
 and moved into place only when complete, so a failure never leaves a half-written output.
@@ -25,7 +26,7 @@ import numpy as np
 
 from slomo_core.errors import ConfigError, InputError, OutputError
 from slomo_core.video.audio import AUDIO_MODES, add_audio, validate_audio_mode
-from slomo_core.video.encode import check_exact_pts, codec_tag_for, container_options, muxer_for
+from slomo_core.video.encode import check_clock_resolution, codec_tag_for, container_options, muxer_for
 from slomo_core.video.probe import ffmpeg_reason, find_video_stream, open_input
 
 __all__ = ["AUDIO_MODES", "finalize"]
@@ -186,10 +187,8 @@ def _write(
             output.start_encoding()
         except av.error.FFmpegError as err:
             raise OutputError(f"{out_path}: cannot write the file header ({ffmpeg_reason(err)})") from err
-        if (layout.time_base / out_video.time_base).denominator != 1:
-            for pts in layout.pts:
-                for value in pts:
-                    check_exact_pts(out_path, int(value), layout.time_base, out_video.time_base)
+        if (layout.time_base / out_video.time_base).denominator != 1:  # Matroska: FFmpeg rounds to 1 ms
+            check_clock_resolution(out_path, np.concatenate(layout.pts).tolist(), layout.time_base, out_video.time_base)
 
         streams = [_video_packets(parts, layout, out_video)]
         if audio_packets is not None:
