@@ -21,6 +21,7 @@ from slomo_core.model.shipped import best_shipped
 from slomo_core.settings import CODEC_CHOICES, DTYPE_CHOICES, ConversionSettings
 from slomo_core.timestamps import MODES
 from slomo_core.video.audio import AUDIO_MODES
+from slomo_core.video.side_streams import SUBTITLE_MODES
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -77,6 +78,9 @@ def _add_convert_options(parser: argparse.ArgumentParser) -> None:
     _setting(enc, "--preset", help="encoder speed preset (x264/x265 names such as medium; SVT-AV1 0-13)")
     _setting(enc, "--audio", choices=AUDIO_MODES,
              help="fps mode: copy (default) or drop; slowmo mode: drop (default) or stretch (pitch kept)")
+    _setting(enc, "--subtitles", choices=SUBTITLE_MODES,
+             help="subtitle streams and chapters; fps mode: copy (default, unchanged) or drop; slowmo mode: "
+             "stretch (default, every time x N) or drop (the summary says so). Tags are always kept")
     parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _add_run_options(parser)
@@ -178,7 +182,7 @@ def _run_convert(source: str, output: str, options, interpolator, quiet: bool) -
     print(
         f"{report.output}: {report.input_frames} -> {report.output_frames} frames with {report.interpolator}"
         f" in {report.chunks} chunk(s), {report.seconds:.1f} s ({report.frames_per_second:.1f} frames/s){cuts}, audio {report.audio_mode}"
-        f"{_rounded(report.timestamps)}"
+        f"{_side_streams(report.subtitles)}{_rounded(report.timestamps)}"
     )
     return EXIT_OK
 
@@ -186,6 +190,11 @@ def _run_convert(source: str, output: str, options, interpolator, quiet: bool) -
 def _rounded(timestamps: str) -> str:
     """Said only when the container rounded the timestamps (.mkv's 1 ms clock)."""
     return "" if timestamps == "exact" else f"; timestamps {timestamps}"
+
+
+def _side_streams(subtitles: str | None) -> str:
+    """Said only when the source has subtitles or chapters (and always when they are dropped)."""
+    return "" if subtitles in (None, "none in the source") else f", {subtitles}"
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
@@ -202,7 +211,8 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         f"{summary['output_uri']}: {summary['input_frames']} -> {summary['output_frames']} frames in "
         f"{summary['chunks']} chunk(s) on {len(summary['workers']) or 'no'} worker(s) in {summary['seconds']:.1f} s"
         f"{' (resumed ' + str(summary['chunks_resumed']) + ')' if summary['chunks_resumed'] else ''}, "
-        f"audio {summary['audio_mode']}{_rounded(summary.get('timestamps', 'exact'))}"
+        f"audio {summary['audio_mode']}{_side_streams(summary.get('subtitles'))}"
+        f"{_rounded(summary.get('timestamps', 'exact'))}"
     )
     return EXIT_OK
 
@@ -243,8 +253,10 @@ def _cmd_probe(args: argparse.Namespace) -> int:
         print(json.dumps(facts, default=str, indent=2))
         return EXIT_OK
     for key, value in facts.items():
-        if key == "audio" and value:
+        if key in ("audio", "metadata") and value:
             value = ", ".join(f"{k}={v}" for k, v in value.items())
+        elif key == "subtitles":
+            value = ", ".join(f"{s['codec']} ({s['language'] or 'no language'})" for s in value) or "none"
         print(f"{key:20s} {value}")
     return EXIT_OK
 

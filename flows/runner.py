@@ -22,7 +22,7 @@ from slomo_core.plan import JobLayout
 from slomo_core.settings import ConversionSettings
 from slomo_core.storage import StorageOptions, exists, filesystem, identity, is_local
 from slomo_core.video.audio import check_audio_decodes
-from slomo_core.video.probe import probe, read_frame_timestamps
+from slomo_core.video.probe import check_progressive, probe, read_frame_timestamps
 
 
 def preflight(source: str, output: str, overwrite: bool, storage: StorageOptions | None, audio_mode: str) -> None:
@@ -30,7 +30,7 @@ def preflight(source: str, output: str, overwrite: bool, storage: StorageOptions
     identity(source, storage)
     refuse_same_object(source, output, storage)  # any filesystem, --overwrite or not
     if is_local(source, storage):
-        probe(source)
+        check_progressive(probe(source))
         frames = len(read_frame_timestamps(source))
         if frames < 2:
             raise InputError(f"{source}: has {frames} video frame(s); interpolation needs at least 2")

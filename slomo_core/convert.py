@@ -60,6 +60,7 @@ class ConvertReport:
     chunks: int = 1
     tail_policy: str = TAIL_POLICY
     timestamps: str = "exact"  # or how the container's clock rounded them (Matroska: 1 ms)
+    subtitles: str = "none in the source"  # what became of subtitles and chapters
 
     @property
     def frames_per_second(self) -> float:
@@ -133,6 +134,7 @@ def convert_locally(
         seconds=time.perf_counter() - started,
         chunks=len(plan.chunks),
         timestamps=stitched.timestamps,
+        subtitles=plan.job["subtitles"],
     )
     log.info("converted %s -> %s: %d -> %d frames", source, output, report.input_frames, report.output_frames)
     return report

@@ -64,6 +64,9 @@ class ChunkSpec:
     work_uri: str  # the job's folder: segments, markers, status rows
     output_uri: str
     audio_mode: str
+    subtitle_mode: str = "drop"  # subtitles and chapters: copy, stretch (x N in slowmo) or drop
+    sample_aspect_ratio: str | None = None  # "num/den" of non-square pixels, kept by the encoder
+    field_order: str = "unknown"  # the source's (progressive or unknown: interlaced sources are refused)
 
     @property
     def chunk_id(self) -> str:

@@ -29,7 +29,8 @@ from slomo_core.video.encode import (
     container_clock,
     muxer_for,
 )
-from slomo_core.video.probe import probe, read_frame_index
+from slomo_core.video.probe import check_progressive, probe, read_frame_index
+from slomo_core.video.side_streams import describe_side_streams, resolve_subtitle_mode
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,11 @@ class JobSettings:
     model: str = "dis"
     weights_uri: str | None = None
     weights_sha256: str | None = None
+    subtitle_mode: str | None = None  # None: copy in fps mode, stretch in slowmo mode
+
+    def resolved_subtitle_mode(self) -> str:
+        """What happens to subtitles and chapters (see side_streams.resolve_subtitle_mode)."""
+        return resolve_subtitle_mode(self.subtitle_mode, self.spec.mode)
 
     def resolved_audio_mode(self) -> str:
         mode = self.audio_mode or ("copy" if self.spec.mode == "fps" else "drop")
@@ -59,6 +65,7 @@ class JobSettings:
         self.spec.validate()
         self.encoder.validate()
         self.resolved_audio_mode()
+        self.resolved_subtitle_mode()
         if self.batch_pairs < 1:
             raise ConfigError(f"batch_pairs must be >= 1, got {self.batch_pairs}")
         if self.scene_threshold is not None and not 0.0 < self.scene_threshold <= 1.0:
@@ -186,6 +193,7 @@ def plan_job(
     source_id = identity(source_uri, options)
     local = localize(source_uri, cache_dir, source_id, options)
     info = probe(local)
+    check_progressive(info, source_uri)
     index = read_frame_index(local)
     pts = index.pts
     if len(pts) < 2:
@@ -215,7 +223,9 @@ def plan_job(
                 codec=settings.encoder.codec, crf=settings.encoder.crf, preset=settings.encoder.preset,
                 pix_fmt=settings.encoder.pix_fmt, scene_threshold=settings.scene_threshold,
                 batch_pairs=settings.batch_pairs, work_uri=layout.work_uri, output_uri=output_uri,
-                audio_mode=settings.resolved_audio_mode(),
+                audio_mode=settings.resolved_audio_mode(), subtitle_mode=settings.resolved_subtitle_mode(),
+                sample_aspect_ratio=str(info.sample_aspect_ratio) if info.sample_aspect_ratio else None,
+                field_order=info.field_order,
             )
         )
     job = {
@@ -229,6 +239,7 @@ def plan_job(
         # what the report says: a source without audio gets none, whatever the mode would have done with it
         "audio_mode": settings.resolved_audio_mode() if info.audio is not None else "none (the source has no audio)",
         "stretch": settings.spec.stretch,
+        "subtitles": describe_side_streams(info, settings.resolved_subtitle_mode(), settings.spec.stretch),
     }
     return Plan(chunks, job, layout)
 

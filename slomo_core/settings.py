@@ -31,6 +31,7 @@ from slomo_core.storage import StorageOptions
 from slomo_core.timestamps import MAX_FACTOR, MODES, RateSpec, parse_frame_rate
 from slomo_core.video.audio import AUDIO_MODES
 from slomo_core.video.encode import CODECS, EncoderSettings
+from slomo_core.video.side_streams import SUBTITLE_MODES
 
 DTYPE_CHOICES: tuple[str, ...] = ("auto", *DTYPES)
 CODEC_CHOICES: tuple[str, ...] = tuple(CODECS)
@@ -100,6 +101,8 @@ class ConversionSettings(BaseModel):
     preset: str | None = Field(None, description="encoder speed preset")
     audio: Literal[AUDIO_MODES] | None = Field(  # type: ignore[valid-type]
         None, description="fps mode: copy (default) or drop; slowmo mode: drop (default) or stretch")
+    subtitles: Literal[SUBTITLE_MODES] | None = Field(  # type: ignore[valid-type]
+        None, description="subtitles and chapters; fps mode: copy (default) or drop; slowmo: stretch (default) or drop")
     # distributed run
     chunk_seconds: float | None = Field(10.0, gt=0, description="chunk length in seconds of input (None: one chunk)")
     chunk_frames: int | None = Field(None, ge=1, description="chunk length in input frames (instead of seconds)")
@@ -153,6 +156,7 @@ class ConversionSettings(BaseModel):
             spec=self.rate_spec, encoder=EncoderSettings(codec=self.codec, crf=self.crf, preset=self.preset),
             audio_mode=self.audio, scene_threshold=self.scene_threshold, batch_pairs=self.batch_pairs,
             model=self.model, weights_uri=self.weights, weights_sha256=self.weights_sha256,
+            subtitle_mode=self.subtitles,
         )
 
     @property

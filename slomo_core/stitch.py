@@ -104,7 +104,8 @@ def stitch_job(
         extension = os.path.splitext(head.output_uri)[1].lower() or ".mp4"
         output = os.path.join(tmp, "output" + extension)
         try:
-            finalize(parts, output, audio_source=source, audio_mode=head.audio_mode, stretch=head.rate_spec.stretch)
+            finalize(parts, output, audio_source=source, audio_mode=head.audio_mode, stretch=head.rate_spec.stretch,
+                     subtitle_mode=head.subtitle_mode)
             expected = expected_seconds(chunks, source)
             timestamps = validate_output(output, expected)
         except (InputError, OutputError) as exc:  # name the user's files, not this scratch folder's copies

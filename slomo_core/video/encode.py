@@ -52,6 +52,7 @@ FIXED_CLOCKS = {"matroska": Fraction(1, 1000)}
 
 # AVColorSpace / AVColorRange / AVColorPrimaries / AVColorTransferCharacteristic values.
 _BT709 = 1
+_FIELD_PROGRESSIVE = 1  # AVFieldOrder AV_FIELD_PROGRESSIVE
 _RANGE_LIMITED = 1
 _DEFAULT_RATE_HINT = Fraction(30)
 _MAX_PLAUSIBLE_RATE = 1000
@@ -215,6 +216,16 @@ def _rate_hint(time_base: Fraction, hint: Fraction | None) -> Fraction:
     return _DEFAULT_RATE_HINT
 
 
+def _keep_pixel_shape(
+    stream: av.video.stream.VideoStream, sample_aspect_ratio: Fraction | None, progressive: bool
+) -> None:
+    """The source's non-square pixels and its progressive flag, in the bitstream and the container."""
+    if sample_aspect_ratio:
+        stream.codec_context.sample_aspect_ratio = Fraction(sample_aspect_ratio)
+    if progressive:
+        stream.codec_context.field_order = _FIELD_PROGRESSIVE
+
+
 class VideoEncoder:
     """Writes a video-only .mp4/.mov/.mkv from RGB frames with caller-given pts.
 
@@ -232,6 +243,8 @@ class VideoEncoder:
         *,
         frame_rate_hint: Fraction | None = None,
         rotation: int = 0,
+        sample_aspect_ratio: Fraction | None = None,
+        progressive: bool = False,
     ) -> None:
         settings.validate()
         if width <= 0 or height <= 0:
@@ -262,6 +275,7 @@ class VideoEncoder:
         try:
             check_codec_fits(path, settings.codec, self._container)
             self._stream = self._add_stream(frame_rate_hint, rotation)
+            _keep_pixel_shape(self._stream, sample_aspect_ratio, progressive)
             tag = codec_tag_for(muxer, _CODEC_IDS[settings.codec])
             if tag:
                 self._stream.codec_tag = tag
