@@ -206,3 +206,16 @@ def test_probe_prints_side_stream_facts(tmp_path: Path, capsys) -> None:
     assert "language=deu" in lines["audio"]
     assert "title=Harbour, 1987" in lines["metadata"] and "creation_time=1987-06-05T04:03:02" in lines["metadata"]
     assert len(read_frame_timestamps(src)) == 10
+
+
+@pytest.mark.usefixtures("ray_session", "prefect_harness")
+def test_flow_stretches_side_streams_across_chunks_and_reports_it(tmp_path: Path, capsys) -> None:
+    src = make_tagged_clip(tmp_path / "in.mp4")
+    out = tmp_path / "slow.mkv"
+    assert main(["convert", src, str(out), "--factor", "2", "--chunk-frames", "3", "-q"]) == 0
+    assert "1 subtitle stream(s) and 2 chapter(s) stretched x2" in capsys.readouterr().out
+    facts = side_facts(str(out))
+    assert facts["cues"] == [(80, 320, "Hello"), (400, 640, "World")]
+    assert facts["chapters"] == [(0, 400, "Arrival"), (400, 800, "Departure")]
+    assert facts["tags"] == TAGS and facts["video_language"] == "fra" and facts["subtitle_languages"] == ["eng"]
+    assert read_frame_timestamps(str(out)) == [40 * k for k in range(19)]
