@@ -21,7 +21,7 @@ from slomo_core.interp.factory import MODELS
 from slomo_core.model.shipped import best_shipped
 from slomo_core.settings import CODEC_CHOICES, DTYPE_CHOICES, ConversionSettings
 from slomo_core.timestamps import MODES
-from slomo_core.video.choices import AUDIO_MODES
+from slomo_core.video.choices import AUDIO_MODES, SUBTITLE_MODES
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -85,6 +85,9 @@ def _add_convert_options(parser: argparse.ArgumentParser) -> None:
     _setting(enc, "--preset", help="encoder speed preset (x264/x265 names such as medium; SVT-AV1 0-13)")
     _setting(enc, "--audio", choices=AUDIO_MODES,
              help="fps mode: copy (default) or drop; slowmo mode: drop (default) or stretch (pitch kept)")
+    _setting(enc, "--subtitles", choices=SUBTITLE_MODES,
+             help="subtitle streams and chapters; fps mode: copy (default, unchanged) or drop; slowmo mode: "
+             "stretch (default, every time x N) or drop (the summary says so). Tags are always kept")
     parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _add_run_options(parser)
@@ -208,8 +211,19 @@ def _run_convert(source: str, output: str, options, interpolator, quiet: bool) -
         f"{report.output}: {report.input_frames} -> {report.output_frames} frames with {report.interpolator}"
         f" in {report.chunks} chunk(s), {report.seconds:.1f} s ({report.frames_per_second:.1f} frames/s){cuts}, audio {report.audio_mode}"
         f"{_timestamps_note(report.timestamps)}{_repeats_note(report.input_frames, report.repeats_dropped, report.repeats_held)}"
+        f"{_side_streams(report.subtitles)}{_rounded(report.output_timestamps)}"
     )
     return EXIT_OK
+
+
+def _rounded(timestamps: str) -> str:
+    """Said only when the container rounded the timestamps (.mkv's 1 ms clock)."""
+    return "" if timestamps == "exact" else f"; timestamps {timestamps}"
+
+
+def _side_streams(subtitles: str | None) -> str:
+    """Said only when the source has subtitles or chapters (and always when they are dropped)."""
+    return "" if subtitles in (None, "none in the source") else f", {subtitles}"
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
@@ -229,6 +243,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         f"{' (resumed ' + str(summary['chunks_resumed']) + ')' if summary['chunks_resumed'] else ''}, "
         f"audio {summary['audio_mode']}{_timestamps_note(summary.get('timestamps'))}"
         f"{_repeats_note(summary['input_frames'], summary.get('repeats_dropped'), summary.get('repeats_held'))}"
+        f"{_side_streams(summary.get('subtitles'))}{_rounded(summary.get('output_timestamps', 'exact'))}"
     )
     return EXIT_OK
 
@@ -283,8 +298,10 @@ def _cmd_probe(args: argparse.Namespace) -> int:
         print(json.dumps(facts, default=str, indent=2))
         return EXIT_OK
     for key, value in facts.items():
-        if key == "audio" and value:
+        if key in ("audio", "metadata") and value:
             value = ", ".join(f"{k}={v}" for k, v in value.items())
+        elif key == "subtitles":
+            value = ", ".join(f"{s['codec']} ({s['language'] or 'no language'})" for s in value) or "none"
         print(f"{key:20s} {value}")
     return EXIT_OK
 

@@ -130,7 +130,8 @@ def finished_summary(layout: JobLayout, storage: StorageOptions | None, seconds:
     """The summary of a job that finished in an earlier run, from its manifest and DONE marker alone."""
     chunks, job = read_manifest(layout.manifest, storage)
     done = DoneRecord.read(layout.done, storage)
-    return {**job, "output_frames": done.frames, "output_sha256": done.sha256, "chunks": len(chunks),
+    return {**job, "output_frames": done.frames, "output_sha256": done.sha256, "output_timestamps": done.timestamps,
+            "chunks": len(chunks),
             "chunks_resumed": len(chunks), "workers": [], "seconds": round(seconds, 2)}
 
 
@@ -183,6 +184,7 @@ def run_convert_in_process(args: argparse.Namespace, settings: ConversionSetting
     return {"output_uri": report.output, "input_frames": report.input_frames, "output_frames": report.output_frames,
             "chunks": report.chunks, "chunks_resumed": report.chunks_resumed, "workers": [], "in_process": True,
             "seconds": round(report.seconds, 2), "audio_mode": report.audio_mode, "timestamps": report.timestamps,
+            "output_timestamps": report.output_timestamps, "subtitles": report.subtitles,
             "repeats_dropped": report.repeats_dropped, "repeats_held": report.repeats_held}
 
 

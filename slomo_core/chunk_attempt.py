@@ -160,6 +160,8 @@ def render_chunk(
     with VideoEncoder(
         segment_path, spec.width, spec.height, Fraction(spec.output_time_base), spec.encoder,
         frame_rate_hint=rate_hint, rotation=spec.rotation,
+        sample_aspect_ratio=Fraction(spec.sample_aspect_ratio) if spec.sample_aspect_ratio else None,
+        progressive=spec.field_order == "progressive",
     ) as encoder:
         # Decoding, interpolation and encoding overlap: decoder and encoder run in their own threads.
         encode = clock.timed("encode", encoder.write)

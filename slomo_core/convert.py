@@ -66,6 +66,8 @@ class ConvertReport:
     chunks_resumed: int = 0  # committed by an earlier run of the same job (a work_root run resumes)
     repeats_dropped: int | None = None  # --dedup: repeats interpolated over (None: dedup off)
     repeats_held: int | None = None  # --dedup: repeats kept as they are (frozen screens, the end)
+    output_timestamps: str = "exact"  # or how the container's clock rounded them (Matroska: 1 ms)
+    subtitles: str = "none in the source"  # what became of subtitles and chapters
 
     @property
     def frames_per_second(self) -> float:
@@ -177,6 +179,8 @@ def _convert_leased(source: str, output: str, interpolator: FrameInterpolator, o
         chunks_resumed=resumed,
         repeats_dropped=plan.job.get("repeats_dropped"),
         repeats_held=plan.job.get("repeats_held"),
+        output_timestamps=stitched.timestamps,
+        subtitles=plan.job["subtitles"],
     )
     log.info("converted %s -> %s: %d -> %d frames", source, output, report.input_frames, report.output_frames)
     return report

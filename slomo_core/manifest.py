@@ -67,6 +67,9 @@ class ChunkSpec:
     # --dedup (JSON lists of frame indices; None when off, and in manifests planned before it existed)
     dropped_frames: str | None = None  # repeats inside the chunk, interpolated over from the kept frames
     held_frames: str | None = None  # repeats kept as they are (frozen screens, the end): pair j-1, j is held
+    subtitle_mode: str = "drop"  # subtitles and chapters: copy, stretch (x N in slowmo) or drop
+    sample_aspect_ratio: str | None = None  # "num/den" of non-square pixels, kept by the encoder
+    field_order: str = "unknown"  # the source's (progressive or unknown: interlaced sources are refused)
 
     @property
     def chunk_id(self) -> str:
@@ -197,6 +200,7 @@ class DoneRecord:
     output_uri: str
     frames: int
     sha256: str
+    timestamps: str = "exact"  # or how a container's coarse clock (Matroska's 1 ms) rounded them
 
     def write(self, url: str, options: StorageOptions | None = None) -> None:
         write_json(url, asdict(self), options)

@@ -24,7 +24,7 @@ from slomo_core.manifest import ChunkSpec
 from slomo_core.scene import DEFAULT_THRESHOLD
 from slomo_core.storage import ObjectIdentity, StorageOptions, exists, identity, join, localize
 from slomo_core.timestamps import TAIL_POLICY, OutputTimeline, RateSpec
-from slomo_core.video.choices import AUDIO_MODES, EncoderSettings
+from slomo_core.video.choices import AUDIO_MODES, EncoderSettings, resolve_subtitle_mode
 
 log = logging.getLogger(__name__)
 TIMESTAMPS_AS_IN_FILE = "as in the file"  # the report's "timestamps" when nothing was repaired
@@ -43,6 +43,11 @@ class JobSettings:
     weights_uri: str | None = None
     weights_sha256: str | None = None
     dedup_threshold: float | None = None  # --dedup: repeats of the previous frame are interpolated over
+    subtitle_mode: str | None = None  # None: copy in fps mode, stretch in slowmo mode
+
+    def resolved_subtitle_mode(self) -> str:
+        """What happens to subtitles and chapters (see side_streams.resolve_subtitle_mode)."""
+        return resolve_subtitle_mode(self.subtitle_mode, self.spec.mode)
 
     def resolved_audio_mode(self) -> str:
         mode = self.audio_mode or ("copy" if self.spec.mode == "fps" else "drop")
@@ -58,6 +63,7 @@ class JobSettings:
         self.spec.validate()
         self.encoder.validate()
         self.resolved_audio_mode()
+        self.resolved_subtitle_mode()
         if self.batch_pairs < 1:
             raise ConfigError(f"batch_pairs must be >= 1, got {self.batch_pairs}")
         if self.scene_threshold is not None and not 0.0 < self.scene_threshold <= 1.0:
@@ -196,10 +202,14 @@ def plan_job(
     options: StorageOptions | None = None,
 ) -> Plan:
     """Probe the source and describe every chunk; nothing is written here (see write_manifest)."""
-    from slomo_core.video.probe import check_convertible  # PyAV: only when a job is planned
+    # PyAV: only when a job is planned
+    from slomo_core.video.encode import check_codec_fits
+    from slomo_core.video.probe import check_convertible
+    from slomo_core.video.side_streams import describe_side_streams
 
     settings.validate()
     chunk_length.validate()
+    check_codec_fits(output_uri, settings.encoder.codec)
     refuse_same_object(source_uri, output_uri, options)
     source_uri, output_uri, work_root = (absolute_location(u) for u in (source_uri, output_uri, work_root))
     source_id = identity(source_uri, options)
@@ -212,6 +222,7 @@ def plan_job(
         log.warning("%s: %s", source_uri, note)
     pts = index.pts
     full = OutputTimeline(settings.spec, pts, info.time_base)
+    check_output_clock(output_uri, full, pts)
     layout = JobLayout.for_job(source_uri, source_id, output_uri, work_root, settings, chunk_length)
     job_id = layout.job_id
     repeats = scan_repeats(local, settings.dedup_threshold, len(pts)) if settings.dedup_threshold is not None else None
@@ -238,6 +249,9 @@ def plan_job(
                 pix_fmt=settings.encoder.pix_fmt, scene_threshold=settings.scene_threshold,
                 batch_pairs=settings.batch_pairs, work_uri=layout.work_uri, output_uri=output_uri,
                 audio_mode=settings.resolved_audio_mode(), **(repeats.chunk_fields(s, e) if repeats else {}),
+                subtitle_mode=settings.resolved_subtitle_mode(),
+                sample_aspect_ratio=str(info.sample_aspect_ratio) if info.sample_aspect_ratio else None,
+                field_order=info.field_order,
             )
         )
     job = {
@@ -254,8 +268,19 @@ def plan_job(
         "audio_mode": settings.resolved_audio_mode() if info.audio is not None else "none (the source has no audio)",
         "stretch": settings.spec.stretch,
         **(repeats.report() if repeats else {}),  # --dedup: the measure and how many repeats were dropped or kept
+        "subtitles": describe_side_streams(info, settings.resolved_subtitle_mode(), settings.spec.stretch),
     }
     return Plan(chunks, job, layout)
+
+
+def check_output_clock(output_uri: str, timeline: OutputTimeline, pts: Sequence[int]) -> None:
+    """Before any work: the closest output frames must land on distinct ticks of the output container's
+    clock (Matroska: 1 ms, which holds up to 1000 frames/s); within a pair they are one input step apart."""
+    from slomo_core.video.encode import check_clock_resolution, container_clock, muxer_for
+
+    clock = container_clock(muxer_for(output_uri), timeline.time_base)
+    step = min(b - a for a, b in zip(pts, pts[1:])) if timeline.spec.factor is not None else 1
+    check_clock_resolution(output_uri, [0, step], timeline.time_base, clock)
 
 
 def default_work_root(output_uri: str) -> str:

@@ -31,7 +31,7 @@ from slomo_core.plan import ChunkLength, JobLayout, JobSettings, default_work_ro
 from slomo_core.scene import DEFAULT_THRESHOLD
 from slomo_core.storage import StorageOptions
 from slomo_core.timestamps import MAX_FACTOR, MODES, RateSpec, parse_frame_rate
-from slomo_core.video.choices import AUDIO_MODES, CODECS, EncoderSettings
+from slomo_core.video.choices import AUDIO_MODES, CODECS, SUBTITLE_MODES, EncoderSettings
 
 DTYPE_CHOICES: tuple[str, ...] = ("auto", *DTYPE_NAMES)
 CODEC_CHOICES: tuple[str, ...] = tuple(CODECS)
@@ -105,6 +105,8 @@ class ConversionSettings(BaseModel):
     preset: str | None = Field(None, description="encoder speed preset")
     audio: Literal[AUDIO_MODES] | None = Field(  # type: ignore[valid-type]
         None, description="fps mode: copy (default) or drop; slowmo mode: drop (default) or stretch")
+    subtitles: Literal[SUBTITLE_MODES] | None = Field(  # type: ignore[valid-type]
+        None, description="subtitles and chapters; fps mode: copy (default) or drop; slowmo: stretch (default) or drop")
     # distributed run
     chunk_seconds: float | None = Field(10.0, gt=0, description="chunk length in seconds of input (None: one chunk)")
     chunk_frames: int | None = Field(None, ge=1, description="chunk length in input frames (instead of seconds)")
@@ -163,6 +165,7 @@ class ConversionSettings(BaseModel):
             audio_mode=self.audio, scene_threshold=self.scene_threshold, batch_pairs=self.batch_pairs,
             model=self.model, weights_uri=self.weights, weights_sha256=self.weights_sha256,
             dedup_threshold=self.dedup_threshold if self.dedup else None,
+            subtitle_mode=self.subtitles,
         )
 
     @property

@@ -32,6 +32,9 @@ class IncompleteJobError(SlomoError):
         self.missing = list(missing)
 
 
+EXACT = "exact"
+
+
 @dataclass(frozen=True)
 class StitchReport:
     job_id: str
@@ -39,6 +42,7 @@ class StitchReport:
     frames: int
     sha256: str
     already_done: bool = False
+    timestamps: str = EXACT  # or how far a container's coarse clock rounded them (validate_output)
 
 
 def expected_seconds(chunks: Sequence[ChunkSpec], source_path: str) -> list[Fraction]:
@@ -49,15 +53,29 @@ def expected_seconds(chunks: Sequence[ChunkSpec], source_path: str) -> list[Frac
     return [o.pts * timeline.time_base for o in timeline.all_outputs()]
 
 
-def validate_output(path: str, expected: Sequence[Fraction]) -> None:
-    """Every frame at exactly the promised time, none missing, none extra."""
+def validate_output(path: str, expected: Sequence[Fraction]) -> str:
+    """Every frame at the promised time, none missing, none extra; returns how exact that is, for the report.
+
+    Exact where the container holds the plan's times (MP4/MOV always). A container with a coarser fixed
+    clock (Matroska: 1 ms) stores them rounded, as FFmpeg does: then at most half a tick off is accepted.
+    """
     info = probe(path)
     got = [p * info.time_base for p in read_frame_timestamps(path)]
     if len(got) != len(expected):
         raise OutputError(f"stitched output has {len(got)} frames, the plan promises {len(expected)}")
+    tick = Fraction(info.time_base)
+    exact = all((t / tick).denominator == 1 for t in expected)
+    limit = Fraction(0) if exact else tick / 2
+    worst = Fraction(0)
     for n, (a, b) in enumerate(zip(got, expected)):
-        if a != b:
-            raise OutputError(f"stitched output frame {n} is at {a} s, the plan says {b} s")
+        if abs(a - b) > limit:
+            allowed = "" if exact else f" (more than half of the container's {tick} s tick)"
+            raise OutputError(f"stitched output frame {n} is at {a} s, the plan says {b} s{allowed}")
+        worst = max(worst, abs(a - b))
+    if exact:
+        return EXACT
+    return (f"rounded to the container's {tick} s clock: at most {float(worst) * 1000:.3f} ms "
+            f"from the plan (limit: half a tick, {float(limit) * 1000:g} ms)")
 
 
 def stitch_job(
@@ -67,7 +85,8 @@ def stitch_job(
     layout = JobLayout(head.work_uri)
     if exists(layout.done, options) and exists(head.output_uri, options):
         done = DoneRecord.read(layout.done, options)
-        return StitchReport(head.job_id, head.output_uri, done.frames, done.sha256, already_done=True)
+        return StitchReport(head.job_id, head.output_uri, done.frames, done.sha256, already_done=True,
+                            timestamps=done.timestamps)
     markers = {c.chunk_index: committed_segment(c, options) for c in chunks}
     missing = [i for i, m in markers.items() if m is None]
     if missing:
@@ -85,14 +104,15 @@ def stitch_job(
         extension = os.path.splitext(head.output_uri)[1].lower() or ".mp4"
         output = os.path.join(tmp, "output" + extension)
         try:
-            finalize(parts, output, audio_source=source, audio_mode=head.audio_mode, stretch=head.rate_spec.stretch)
+            finalize(parts, output, audio_source=source, audio_mode=head.audio_mode, stretch=head.rate_spec.stretch,
+                     subtitle_mode=head.subtitle_mode)
             expected = expected_seconds(chunks, source)
-            validate_output(output, expected)
+            timestamps = validate_output(output, expected)
         except (InputError, OutputError) as exc:  # name the user's files, not this scratch folder's copies
             message = str(exc).replace(output, head.output_uri).replace(source, head.source_uri)
             raise type(exc)(message) from None
         digest = file_sha256(output)
         refuse_same_object(head.source_uri, head.output_uri, options)  # checked at planning; again right before
         upload(output, head.output_uri, options)
-    DoneRecord(head.job_id, head.output_uri, len(expected), digest).write(layout.done, options)
-    return StitchReport(head.job_id, head.output_uri, len(expected), digest)
+    DoneRecord(head.job_id, head.output_uri, len(expected), digest, timestamps).write(layout.done, options)
+    return StitchReport(head.job_id, head.output_uri, len(expected), digest, timestamps=timestamps)

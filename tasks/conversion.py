@@ -200,7 +200,7 @@ def report_task(plan: Plan, outcomes: Sequence[ChunkResult], stitched: StitchRep
                 options: dict | None) -> dict[str, Any]:
     done = DoneRecord.read(plan.layout.done, options)
     summary = JobSummary(
-        job=plan.job,
+        job={**plan.job, "output_timestamps": stitched.timestamps},
         chunks=len(outcomes),
         chunks_resumed=sum(o.skipped for o in outcomes),
         retried_chunks=sum(o.attempts > 1 for o in outcomes),

@@ -281,12 +281,39 @@ def test_undecodable_audio_fails_stretch_before_any_interpolation(tmp_path: Path
     assert main(["convert", clip, str(tmp_path / "out.mp4"), "--factor", "2", "--local", "-q"]) == 0  # audio dropped
 
 
-def test_stitch_errors_name_the_users_output_not_a_scratch_copy(tmp_path: Path, capsys) -> None:
-    clip = make_clip(str(tmp_path / "c30.mp4"), moving_square_frames(5, 32, 32), list(range(5)), Fraction(1, 30))
-    out = tmp_path / "out.mkv"  # 1/30 s steps do not fit Matroska's 1 ms clock (until .mkv rounds, issue 9)
-    assert main(["convert", clip, str(out), "--factor", "2", "--local", "-q"]) == 1
+def _clip_with_audio_that_breaks_later(path: Path) -> str:
+    """Real AAC for its first 8 frames (so the pre-flight decode check passes), then noise: stitching fails."""
+    import av
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=10)
+        video.width, video.height, video.pix_fmt = 32, 32, "yuv420p"
+        audio = out.add_stream("aac", rate=48000, layout="stereo")
+        for i, image in enumerate(moving_square_frames(5, 32, 32)):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = i
+            out.mux(video.encode(frame))
+        for i in range(8):
+            sound = av.AudioFrame.from_ndarray(np.zeros((2, 1024), np.float32), format="fltp", layout="stereo")
+            sound.sample_rate, sound.pts, sound.time_base = 48000, i * 1024, Fraction(1, 48000)
+            out.mux(audio.encode(sound))
+        for i in range(10, 40):
+            packet = av.Packet(rng.integers(0, 256, 200, dtype=np.uint8).tobytes())
+            packet.stream, packet.pts, packet.dts, packet.time_base = audio, i * 1024, i * 1024, Fraction(1, 48000)
+            out.mux(packet)
+        out.mux(video.encode())
+    return str(path)
+
+
+def test_stitch_errors_name_the_users_files_not_scratch_copies(tmp_path: Path, capsys) -> None:
+    clip = _clip_with_audio_that_breaks_later(tmp_path / "late-noise.mkv")
+    out = tmp_path / "out.mkv"
+    assert main(["convert", clip, str(out), "--factor", "2", "--audio", "stretch", "--local", "-q"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith(f"slomo: error: {out}: timestamp") and "slomo-stitch" not in err[0]
+    assert len(err) == 1 and err[0].startswith(f"slomo: error: {clip}: cannot process audio"), err
+    assert "slomo-stitch" not in err[0] and not out.exists()
 
 
 def _same_frames(a: Path, b: Path) -> bool:

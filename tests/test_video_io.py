@@ -260,10 +260,11 @@ def test_encode_keeps_pts_exactly(tmp_path, case, ext):
     assert [f.pts for f in iter_frames(path)] == pts
 
 
-def test_encode_mkv_refuses_timestamps_it_would_round(tmp_path):
-    path = tmp_path / "out.mkv"
-    with pytest.raises(OutputError, match="1/1000"):
-        encode(str(path), moving_square_frames(3, 64, 48), cfr_pts(3, step=1001), NTSC_TB)  # 33.366.. ms
+def test_encode_mkv_rounds_to_milliseconds_and_refuses_frames_closer_than_one(tmp_path):
+    ntsc = encode(str(tmp_path / "ntsc.mkv"), moving_square_frames(3, 64, 48), cfr_pts(3, step=1001), NTSC_TB)
+    assert [f.pts for f in iter_frames(ntsc)] == [0, 33, 67]  # 33.366.. ms to the nearest, as FFmpeg does
+    with pytest.raises(OutputError, match="0.500 ms apart do not fit the container's 1/1000 s clock"):
+        encode(str(tmp_path / "fast.mkv"), moving_square_frames(3, 64, 48), cfr_pts(3), Fraction(1, 2000))
     ok = encode(str(tmp_path / "ok.mkv"), moving_square_frames(4, 64, 48), cfr_pts(4), TB25)
     assert [f.pts for f in iter_frames(ok)] == [0, 40, 80, 120]  # 1/25 is exact in 1/1000
 
@@ -415,16 +416,19 @@ def test_finalize_each_codec_and_container(tmp_path, codec, ext, preset):
     assert all(np.array_equal(a.image, b.image) for a, b in zip(stitched, separate))
 
 
-def test_finalize_to_mkv_checks_timestamps_fit_milliseconds(tmp_path):
+def test_finalize_to_mkv_rounds_timestamps_to_milliseconds(tmp_path):
     tb = Fraction(1, 12800)  # what MP4 muxers pick for 25 fps: 512 ticks = 40 ms, fits Matroska
     frames = moving_square_frames(4, 64, 48)
     part = encode(str(tmp_path / "p.mp4"), frames, cfr_pts(4, step=512), tb, frame_rate_hint=Fraction(25))
     finalize([part], str(tmp_path / "ok.mkv"), audio_source=None, audio_mode="drop")
     assert read_frame_timestamps(str(tmp_path / "ok.mkv")) == [0, 40, 80, 120]
     ntsc = encode(str(tmp_path / "n.mp4"), frames, cfr_pts(4, step=1001), NTSC_TB)
-    with pytest.raises(OutputError, match="bad.mkv"):
-        finalize([ntsc], str(tmp_path / "bad.mkv"), audio_source=None, audio_mode="drop")
-    assert sorted(os.listdir(tmp_path)) == ["n.mp4", "ok.mkv", "p.mp4"]
+    finalize([ntsc], str(tmp_path / "n.mkv"), audio_source=None, audio_mode="drop")
+    assert read_frame_timestamps(str(tmp_path / "n.mkv")) == [0, 33, 67, 100]
+    fast = encode(str(tmp_path / "f.mp4"), frames, cfr_pts(4), Fraction(1, 2000), frame_rate_hint=Fraction(25))
+    with pytest.raises(OutputError, match="bad.mkv: frames 0.500 ms apart"):
+        finalize([fast], str(tmp_path / "bad.mkv"), audio_source=None, audio_mode="drop")
+    assert sorted(os.listdir(tmp_path)) == ["f.mp4", "n.mkv", "n.mp4", "ok.mkv", "p.mp4"]
 
 
 def test_finalize_real_footage_copy_audio(tmp_path, footage):

@@ -22,6 +22,7 @@ import av.filter
 from slomo_core.errors import ConfigError, InputError
 from slomo_core.video.choices import AUDIO_MODES
 from slomo_core.video.probe import ffmpeg_reason
+from slomo_core.video.side_streams import keep_stream_tags
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,9 @@ _ENCODERS = ("aac", "libopus")  # first one the output container can hold wins
 # which then fails when the header is written). Anything else is re-encoded.
 _MP4_COPYABLE = frozenset({"aac", "mp3", "opus", "flac", "alac", "ac3", "eac3"})
 _MOV_COPYABLE = _MP4_COPYABLE | {"pcm_s16le", "pcm_s16be", "pcm_s24le", "pcm_s24be", "pcm_f32le"}
+# Containers whose edit lists hide audio before time 0 (AAC priming, flagged discard in MP4). Elsewhere
+# (Matroska) such a packet would make the muxer shift every stream later, video included, so it is left out.
+_EDIT_LIST_MUXERS = ("mp4", "mov")
 
 
 def validate_audio_mode(mode: str, stretch: float) -> None:
@@ -124,13 +128,16 @@ def add_audio(
     if mode == "copy":
         if can_copy(stream.codec_context.name, output):
             out_stream = output.add_stream_from_template(stream)
-            return _copied_packets(source, stream, out_stream, start, source_path)
+            keep_stream_tags(stream, out_stream)
+            skip_before_start = output.format.name not in _EDIT_LIST_MUXERS
+            return _copied_packets(source, stream, out_stream, start, source_path, skip_before_start)
         log.info(
             "%s: %s audio cannot be copied into %s; re-encoding it",
             source_path, stream.codec_context.name, output.format.name,
         )
         stretch = 1.0
     out_stream = _add_encoder_stream(output, stream, source_path)
+    keep_stream_tags(stream, out_stream)
     return _stretched_packets(source, stream, out_stream, start, float(stretch), source_path)
 
 
@@ -151,6 +158,7 @@ def _copied_packets(
     out_stream: av.audio.stream.AudioStream,
     start: Fraction,
     path: str,
+    skip_before_start: bool = False,
 ) -> Iterator[av.Packet]:
     offset = start / stream.time_base
     if offset.denominator != 1:
@@ -164,6 +172,8 @@ def _copied_packets(
                 packet.pts -= shift
             if packet.dts is not None:
                 packet.dts -= shift
+            if skip_before_start and (packet.pts if packet.pts is not None else packet.dts) < 0:
+                continue
             packet.stream = out_stream
             yield packet
     except av.error.FFmpegError as err:

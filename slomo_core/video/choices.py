@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from slomo_core.errors import ConfigError
 
 AUDIO_MODES = ("copy", "drop", "stretch")
+SUBTITLE_MODES = ("copy", "stretch", "drop")  # subtitles and chapters (video/side_streams.py)
 CODECS = {"h264": "libx264", "h265": "libx265", "av1": "libsvtav1", "ffv1": "ffv1"}
 
 _DEFAULT_CRF = {"h264": 18, "h265": 20, "av1": 30}
@@ -78,3 +79,16 @@ class EncoderSettings:
         if self.codec == "av1":
             return "yuv420p"
         return "yuv444p" if width % 2 or height % 2 else "yuv420p"
+
+
+def resolve_subtitle_mode(mode: str | None, rate_mode: str) -> str:
+    """The mode for subtitles and chapters: copy (default in fps mode), stretch (default in slowmo), drop."""
+    resolved = mode or ("copy" if rate_mode == "fps" else "stretch")
+    if resolved not in SUBTITLE_MODES:
+        raise ConfigError(f"unknown subtitle mode {resolved!r}: choose one of {', '.join(SUBTITLE_MODES)}")
+    if resolved == "copy" and rate_mode == "slowmo":
+        raise ConfigError("subtitles and chapters cannot be copied unchanged into slow motion: "
+                          "use --subtitles stretch or drop")
+    if resolved == "stretch" and rate_mode == "fps":
+        raise ConfigError("--subtitles stretch only applies to slowmo mode (fps mode keeps the duration)")
+    return resolved

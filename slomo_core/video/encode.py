@@ -5,17 +5,23 @@ forced to its denominator, otherwise the muxer would turn 1/25 into 1/12800, and
 timescale, which holds the edit lists), so a reader gets
 back the same integers. Colour: RGB -> YUV with BT.709, limited range, and the output is tagged
 so (the inverse of what ``decode.py`` does on tagged input, with the same swscale flags).
+
+Matroska's clock is fixed at 1 ms: there each pts is rounded to the nearest tick, as FFmpeg does.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
+import math
 import os
+from collections.abc import Sequence
 from fractions import Fraction
 from types import TracebackType
 
 import av
+import av.container
 import av.error
 import av.video.stream
 import numpy as np
@@ -31,12 +37,14 @@ log = logging.getLogger(__name__)
 
 _CODEC_IDS = {"h264": "h264", "h265": "hevc", "av1": "av1", "ffv1": "ffv1"}  # as muxers name them
 
-# Output extension -> FFmpeg muxer. MP4/MOV store any integer timescale; Matroska is fixed at 1/1000 s.
+# Output extension -> FFmpeg muxer. MP4/MOV store any integer timescale; Matroska's clock is fixed at 1 ms.
 CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
 _TIMESCALE_MUXERS = ("mp4", "mov")
+FIXED_CLOCKS = {"matroska": Fraction(1, 1000)}
 
 # AVColorSpace / AVColorRange / AVColorPrimaries / AVColorTransferCharacteristic values.
 _BT709 = 1
+_FIELD_PROGRESSIVE = 1  # AVFieldOrder AV_FIELD_PROGRESSIVE
 _RANGE_LIMITED = 1
 _DEFAULT_RATE_HINT = Fraction(30)
 _MAX_PLAUSIBLE_RATE = 1000
@@ -83,17 +91,52 @@ def codec_tag_for(muxer: str, codec_id: str) -> str | None:
     return "hvc1" if codec_id == "hevc" and muxer in _TIMESCALE_MUXERS else None
 
 
-def check_exact_pts(path: str, pts: int, time_base: Fraction, stored: Fraction) -> None:
-    """OutputError if ``pts`` (in ``time_base``) would be rounded when stored in units of ``stored``.
+def check_codec_fits(path: str, codec: str, container: av.container.OutputContainer | None = None) -> None:
+    """ConfigError when the output's container cannot hold ``codec`` (checked before any work).
 
-    MP4/MOV store the caller's time base itself; Matroska counts milliseconds, which holds 25 fps
-    (40 ms) but not NTSC (33.366... ms).
+    FFV1 goes in .mkv (and .mp4); FFmpeg's MOV muxer can take it only as an experimental feature, and
+    PyAV's ``add_stream``/``add_stream_from_template`` refuse every codec the muxer does not list.
     """
-    if (pts * time_base / stored).denominator != 1:
-        raise OutputError(
-            f"{path}: timestamp {pts} x {time_base} s cannot be stored exactly in units of {stored} s; "
-            "use .mp4 or .mov"
-        )
+    muxer = muxer_for(path)
+    if container is None:
+        with av.open(io.BytesIO(), mode="w", format=muxer) as probe_container:
+            supported = probe_container.supported_codecs
+    else:
+        supported = container.supported_codecs
+    if _CODEC_IDS[codec] not in supported:
+        raise ConfigError(f"{path}: {codec} cannot be stored in {os.path.splitext(path)[1]}: use .mkv")
+
+
+def container_clock(muxer: str, time_base: Fraction) -> Fraction:
+    """The unit ``muxer`` stores timestamps in: the caller's time base for MP4/MOV, 1 ms for Matroska."""
+    return FIXED_CLOCKS.get(muxer, Fraction(time_base))
+
+
+def round_to_clock(pts: int, time_base: Fraction, clock: Fraction) -> int:
+    """``pts`` (in ``time_base``) in whole ``clock`` ticks, to the nearest, halves away from zero.
+
+    FFmpeg's muxers round this way (``av_rescale_q_rnd`` with AV_ROUND_NEAR_INF), so this is what a
+    .mkv stores; slomo's checks use it to know the stored value before writing.
+    """
+    exact = Fraction(pts) * Fraction(time_base) / Fraction(clock)
+    ticks = math.floor(abs(exact) + Fraction(1, 2))
+    return ticks if exact >= 0 else -ticks
+
+
+def check_clock_resolution(path: str, pts: Sequence[int], time_base: Fraction, clock: Fraction) -> None:
+    """OutputError if two frames are less than one ``clock`` tick apart (they could share a stored tick).
+
+    Matroska's 1 ms clock holds any rate up to 1000 frames/s: timestamps are rounded, at most half a
+    tick, and stay in order.
+    """
+    ordered = sorted(int(p) for p in pts)
+    for a, b in zip(ordered, ordered[1:]):
+        gap = (b - a) * Fraction(time_base)
+        if gap < clock:
+            raise OutputError(
+                f"{path}: frames {float(gap) * 1000:.3f} ms apart do not fit the container's {clock} s clock; "
+                "use .mp4 or .mov"
+            )
 
 
 def _rate_hint(time_base: Fraction, hint: Fraction | None) -> Fraction:
@@ -106,6 +149,16 @@ def _rate_hint(time_base: Fraction, hint: Fraction | None) -> Fraction:
         return guess
     log.debug("no frame_rate_hint for time base %s; telling the encoder %s fps", time_base, _DEFAULT_RATE_HINT)
     return _DEFAULT_RATE_HINT
+
+
+def _keep_pixel_shape(
+    stream: av.video.stream.VideoStream, sample_aspect_ratio: Fraction | None, progressive: bool
+) -> None:
+    """The source's non-square pixels and its progressive flag, in the bitstream and the container."""
+    if sample_aspect_ratio:
+        stream.codec_context.sample_aspect_ratio = Fraction(sample_aspect_ratio)
+    if progressive:
+        stream.codec_context.field_order = _FIELD_PROGRESSIVE
 
 
 class VideoEncoder:
@@ -125,6 +178,8 @@ class VideoEncoder:
         *,
         frame_rate_hint: Fraction | None = None,
         rotation: int = 0,
+        sample_aspect_ratio: Fraction | None = None,
+        progressive: bool = False,
     ) -> None:
         settings.validate()
         if width <= 0 or height <= 0:
@@ -153,15 +208,16 @@ class VideoEncoder:
         except (av.error.FFmpegError, OSError) as err:
             raise OutputError(f"{path}: cannot create output ({ffmpeg_reason(err)})") from err
         try:
-            if _CODEC_IDS[settings.codec] not in self._container.supported_codecs:
-                raise ConfigError(f"{path}: {settings.codec} cannot be stored in {os.path.splitext(path)[1]}: use .mkv")
+            check_codec_fits(path, settings.codec, self._container)
             self._stream = self._add_stream(frame_rate_hint, rotation)
+            _keep_pixel_shape(self._stream, sample_aspect_ratio, progressive)
             tag = codec_tag_for(muxer, _CODEC_IDS[settings.codec])
             if tag:
                 self._stream.codec_tag = tag
             self._container.start_encoding()
             self._stored_time_base: Fraction = self._stream.time_base
             self._always_exact = (time_base / self._stored_time_base).denominator == 1
+            self._last_tick: int | None = None
         except BaseException as err:
             # Nothing useful was written and the caller never gets this object: remove the file.
             self._abort()
@@ -204,8 +260,11 @@ class VideoEncoder:
         pts = int(pts)
         if self._last_pts is not None and pts <= self._last_pts:
             raise OutputError(f"{self.path}: frame pts {pts} is not after the previous frame's {self._last_pts}")
-        if not self._always_exact:
-            check_exact_pts(self.path, pts, self.time_base, self._stored_time_base)
+        if not self._always_exact:  # Matroska: the muxer rounds to its clock; rounded frames must not collide
+            tick = round_to_clock(pts, self.time_base, self._stored_time_base)
+            if self._last_pts is not None and self._last_tick is not None and tick <= self._last_tick:
+                check_clock_resolution(self.path, [self._last_pts, pts], self.time_base, self._stored_time_base)
+            self._last_tick = tick
         frame = VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
         if self._is_rgb:
             frame = self._reformatter.reformat(frame, format=self.pix_fmt, interpolation=SWS_FLAGS)

@@ -1,6 +1,7 @@
 """Stitch encoded video parts into the final file (no re-encode) and add the source's audio once.
 
-Parts are copied packet by packet. Their pts are kept; their dts are rebuilt for the whole
+Parts are copied packet by packet. Their pts are kept (rounded to the nearest tick where the
+container's clock is coarser, Matroska's 1 ms); their dts are rebuilt for the whole
 output (each part's encoder chose dts for itself, and with B-frames and VFR timing the dts at a
 part boundary can go backwards). The file is written under a temporary name next to the target
 and moved into place only when complete, so a failure never leaves a half-written output.
@@ -24,9 +25,10 @@ import av.video.stream
 import numpy as np
 
 from slomo_core.errors import ConfigError, InputError, OutputError
-from slomo_core.video.audio import AUDIO_MODES, add_audio, validate_audio_mode
-from slomo_core.video.encode import check_exact_pts, codec_tag_for, container_options, muxer_for
+from slomo_core.video.audio import AUDIO_MODES, add_audio, validate_audio_mode, video_start_time
+from slomo_core.video.encode import check_clock_resolution, codec_tag_for, container_options, muxer_for
 from slomo_core.video.probe import ffmpeg_reason, find_video_stream, open_input
+from slomo_core.video.side_streams import add_subtitle_stream, keep_global_tags, keep_stream_tags, retimed_chapters
 
 __all__ = ["AUDIO_MODES", "finalize"]
 
@@ -160,6 +162,7 @@ def _write(
     audio_source: str | None,
     audio_mode: str,
     stretch: float,
+    subtitle_mode: str,
 ) -> None:
     options = container_options(muxer, layout.time_base)
     if muxer in ("mp4", "mov"):
@@ -179,26 +182,46 @@ def _write(
         if tag:
             out_video.codec_tag = tag
         audio_packets: Iterator[av.Packet] | None = None
+        side_packets: list[Iterator[av.Packet]] = []
         if audio_source is not None:
             source = stack.enter_context(open_input(audio_source))
+            keep_global_tags(source, output)
+            keep_stream_tags(find_video_stream(source, audio_source), out_video)
             audio_packets = add_audio(output, source, mode=audio_mode, stretch=stretch, source_path=audio_source)
+            side_packets = _add_side_streams(stack, output, source, audio_source, subtitle_mode, stretch)
         try:
             output.start_encoding()
         except av.error.FFmpegError as err:
             raise OutputError(f"{out_path}: cannot write the file header ({ffmpeg_reason(err)})") from err
-        if (layout.time_base / out_video.time_base).denominator != 1:
-            for pts in layout.pts:
-                for value in pts:
-                    check_exact_pts(out_path, int(value), layout.time_base, out_video.time_base)
+        if (layout.time_base / out_video.time_base).denominator != 1:  # Matroska: FFmpeg rounds to 1 ms
+            check_clock_resolution(out_path, np.concatenate(layout.pts).tolist(), layout.time_base, out_video.time_base)
 
         streams = [_video_packets(parts, layout, out_video)]
         if audio_packets is not None:
             streams.append(audio_packets)
+        streams += side_packets
         for packet in heapq.merge(*streams, key=_packet_time):
             try:
                 output.mux(packet)
             except av.error.FFmpegError as err:
                 raise OutputError(f"{out_path}: cannot write packet ({ffmpeg_reason(err)})") from err
+
+
+def _add_side_streams(
+    stack: contextlib.ExitStack, output: av.container.OutputContainer, source: av.container.InputContainer,
+    source_path: str, mode: str, stretch: float,
+) -> list[Iterator[av.Packet]]:
+    """Chapters, and each subtitle stream from its own opening of the source (demuxing is per container)."""
+    start = video_start_time(source)
+    output.set_chapters(retimed_chapters(source, mode, stretch, start))
+    packets = []
+    for index in range(len(source.streams.subtitles)):
+        own = stack.enter_context(open_input(source_path))
+        stream = add_subtitle_stream(output, own, index, mode=mode, stretch=stretch, start=start,
+                                     source_path=source_path)
+        if stream is not None:
+            packets.append(stream)
+    return packets
 
 
 def finalize(
@@ -208,6 +231,7 @@ def finalize(
     audio_source: str | None,
     audio_mode: str,
     stretch: float = 1.0,
+    subtitle_mode: str = "drop",
 ) -> None:
     """Concatenate video-only ``video_parts`` (same codec parameters, consecutive pts) into
     ``out_path`` without re-encoding, plus ``audio_source``'s audio per ``audio_mode``.
@@ -215,7 +239,9 @@ def finalize(
     "copy": audio packets unchanged (frame-rate conversion keeps the duration). "drop": no audio.
     "stretch": audio slowed by ``stretch`` (4.0 = 4x longer) keeping pitch, re-encoded to AAC.
     A source without audio gives a video-only file in every mode. Audio time 0 is the source's
-    first video frame, which is where the output video starts. The output appears at
+    first video frame, which is where the output video starts. ``audio_source`` also gives the output its
+    global and language tags, and its subtitles and chapters per ``subtitle_mode`` (copy, stretch by
+    ``stretch``, or drop: see side_streams.py). The output appears at
     ``out_path`` only when complete (temporary file + os.replace).
     """
     validate_audio_mode(audio_mode, stretch)
@@ -228,7 +254,7 @@ def finalize(
     layout = _plan_parts(video_parts)
     tmp = _temp_path(out_path)
     try:
-        _write(tmp, out_path, muxer, video_parts, layout, audio_source, audio_mode, stretch)
+        _write(tmp, out_path, muxer, video_parts, layout, audio_source, audio_mode, stretch, subtitle_mode)
         os.replace(tmp, out_path)
     except OSError as err:
         _remove_quietly(tmp)

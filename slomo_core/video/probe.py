@@ -41,6 +41,24 @@ class AudioInfo:
     sample_rate: int
     channels: int
     time_base: Fraction
+    language: str | None = None
+
+
+@dataclass(frozen=True)
+class SubtitleInfo:
+    """A subtitle stream: its codec (text such as mov_text/subrip/ass, or bitmaps) and language tag."""
+
+    codec: str
+    language: str | None
+
+
+# AVFieldOrder values, as FFmpeg's ffprobe names them; the last four are interlaced.
+FIELD_ORDERS = {0: "unknown", 1: "progressive", 2: "tt", 3: "bb", 4: "tb", 5: "bt"}
+INTERLACED = ("tt", "bb", "tb", "bt")
+_FIELD_WORDS = {"tt": "top field first", "bb": "bottom field first", "tb": "top field coded first, bottom shown first",
+                "bt": "bottom field coded first, top shown first"}
+# Global tags that muxers write themselves: a remux makes its own, copying the source's would lie.
+MUXER_TAGS = frozenset({"major_brand", "minor_version", "compatible_brands", "encoder", "duration"})
 
 
 @dataclass(frozen=True)
@@ -67,6 +85,11 @@ class VideoInfo:
     rotation: int
     audio: AudioInfo | None
     size_bytes: int
+    sample_aspect_ratio: Fraction | None = None  # None: square pixels or not declared
+    field_order: str = "unknown"  # a FIELD_ORDERS name; interlaced sources are refused (check_progressive)
+    subtitles: tuple[SubtitleInfo, ...] = ()
+    chapters: int = 0
+    metadata: dict[str, str] = field(default_factory=dict)  # global tags (title, creation_time...), muxer's own left out
 
 
 def ffmpeg_reason(err: BaseException) -> str:
@@ -137,8 +160,37 @@ def _audio_info(container: av.container.InputContainer) -> AudioInfo | None:
             sample_rate=int(ctx.sample_rate or stream.sample_rate or 0),
             channels=int(ctx.channels or 0),
             time_base=stream.time_base or Fraction(1, int(ctx.sample_rate or 1)),
+            language=stream.metadata.get("language"),
         )
     return None
+
+
+def source_metadata(container: av.container.InputContainer) -> dict[str, str]:
+    """The global tags worth keeping (title, creation_time, comment...), without those a muxer writes itself."""
+    return {key: value for key, value in container.metadata.items() if key.lower() not in MUXER_TAGS}
+
+
+def _subtitle_infos(container: av.container.InputContainer) -> tuple[SubtitleInfo, ...]:
+    return tuple(SubtitleInfo(stream.codec_context.codec.canonical_name if stream.codec_context else "unknown",
+                              stream.metadata.get("language"))
+                 for stream in container.streams.subtitles)
+
+
+def _sample_aspect_ratio(stream: av.video.stream.VideoStream) -> Fraction | None:
+    sar = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio
+    return Fraction(sar) if sar and sar != 1 else None
+
+
+def check_progressive(info: VideoInfo, name: str | None = None) -> None:
+    """InputError for a source flagged interlaced: interpolating between fields' frames would mix two times.
+
+    ``name`` is how the user calls the source (its URL when ``info`` describes a local copy).
+    """
+    if info.field_order in INTERLACED:
+        raise InputError(
+            f"{name or info.path}: interlaced video ({_FIELD_WORDS[info.field_order]}) is not supported; "
+            "deinterlace it first (for example ffmpeg -vf bwdif)"
+        )
 
 
 def probe(path: str) -> VideoInfo:
@@ -170,6 +222,11 @@ def probe(path: str) -> VideoInfo:
             rotation=0,
             audio=_audio_info(container),
             size_bytes=size,
+            sample_aspect_ratio=_sample_aspect_ratio(stream),
+            field_order=FIELD_ORDERS.get(int(ctx.field_order), "unknown"),
+            subtitles=_subtitle_infos(container),
+            chapters=len(container.chapters()),
+            metadata=source_metadata(container),
         )
         rotation = _first_frame_rotation(container, stream, path)
     if info.width <= 0 or info.height <= 0:
@@ -286,6 +343,7 @@ def check_convertible(path: str) -> tuple[VideoInfo, FrameIndex]:
     planner all call this, so they never disagree. The first frame decodes (``probe``), every frame has
     a usable timestamp (repaired if need be) and there are at least two frames to interpolate between."""
     info = probe(path)
+    check_progressive(info)
     index = read_frame_index(path)
     if len(index.pts) < 2:
         raise InputError(f"{path}: has {len(index.pts)} video frame(s); interpolation needs at least 2")
