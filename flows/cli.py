@@ -156,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run_convert(source: str, output: str, options, interpolator, quiet: bool) -> int:
+def _run_convert(source: str, output: str, options, interpolator, quiet: bool, storage: dict | None) -> int:
     from tqdm import tqdm
 
     from slomo_core.convert import convert_locally
@@ -170,7 +170,7 @@ def _run_convert(source: str, output: str, options, interpolator, quiet: bool) -
         bar.update(done - bar.n)
 
     try:
-        report = convert_locally(source, output, interpolator, options, progress=progress)
+        report = convert_locally(source, output, interpolator, options, progress=progress, storage=storage)
     finally:
         if bar is not None:
             bar.close()
@@ -187,8 +187,10 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     if args.local:
         from slomo_core.interp.factory import build_interpolator
 
+        storage = storage_options(args)  # stays in this process: no flow parameters to keep secrets out of
         interpolator = build_interpolator(settings.model, settings.weights, settings.inference)
-        return _run_convert(args.input, args.output, settings.convert_options(args.overwrite), interpolator, args.quiet)
+        return _run_convert(args.input, args.output, settings.convert_options(args.overwrite), interpolator, args.quiet,
+                            storage)
     from flows.runner import run_convert_flow
 
     summary = run_convert_flow(args, settings, storage_options(args))

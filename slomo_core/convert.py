@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 from slomo_core.chunk_attempt import committed_segment, run_chunk
-from slomo_core.errors import OutputError
+from slomo_core.errors import InputError, OutputError
 from slomo_core.interp.base import FrameInterpolator
 from slomo_core.keys import refuse_same_object
 from slomo_core.manifest import write_manifest
@@ -24,6 +24,7 @@ from slomo_core.plan import ChunkLength, JobSettings, plan_job
 from slomo_core.scratch import make_scratch_dir, sweep_stale
 from slomo_core.stage_clock import StageClock
 from slomo_core.stitch import stitch_job
+from slomo_core.storage import StorageOptions, exists, is_local, localize
 from slomo_core.timestamps import TAIL_POLICY
 from slomo_core.video.audio import check_audio_decodes
 
@@ -65,9 +66,15 @@ class ConvertReport:
         return self.output_frames / self.seconds if self.seconds > 0 else float("inf")
 
 
-def check_output_path(source: str, output: str, overwrite: bool) -> None:
-    """Fail before any work when the output cannot be written."""
-    refuse_same_object(source, output)
+def check_output_path(source: str, output: str, overwrite: bool, storage: StorageOptions | None = None) -> None:
+    """Fail before any work when the output cannot be written (a remote output: only what a lookup can tell)."""
+    refuse_same_object(source, output, storage)
+    if os.path.splitext(output)[1].lower() not in (".mp4", ".mov", ".mkv"):
+        raise OutputError(f"{output}: unsupported container (use .mp4, .mov or .mkv)")
+    if not is_local(output, storage):
+        if exists(output, storage) and not overwrite:
+            raise OutputError(f"{output}: already exists (pass --overwrite to replace it)")
+        return
     parent = os.path.dirname(os.path.abspath(output))
     if not os.path.isdir(parent):
         raise OutputError(f"{output}: directory {parent} does not exist")
@@ -77,8 +84,15 @@ def check_output_path(source: str, output: str, overwrite: bool) -> None:
         raise OutputError(f"{output}: is a directory")
     if os.path.exists(output) and not overwrite:
         raise OutputError(f"{output}: already exists (pass --overwrite to replace it)")
-    if os.path.splitext(output)[1].lower() not in (".mp4", ".mov", ".mkv"):
-        raise OutputError(f"{output}: unsupported container (use .mp4, .mov or .mkv)")
+
+
+def _check_audio(source: str, cache: str, storage: StorageOptions | None) -> None:
+    """--audio stretch must be able to decode the source's audio: checked on a local copy, named as the user's."""
+    local = localize(source, cache, None, storage)
+    try:
+        check_audio_decodes(local)
+    except InputError as exc:
+        raise InputError(str(exc).replace(local, source)) from None
 
 
 def convert_locally(
@@ -88,36 +102,40 @@ def convert_locally(
     options: ConvertOptions,
     progress: ProgressCallback | None = None,
     clock: StageClock | None = None,
+    storage: StorageOptions | None = None,
 ) -> ConvertReport:
-    """Convert local ``source`` into local ``output``; on any failure the output path is left untouched.
+    """Convert ``source`` into ``output`` in this process; on any failure the output path is left untouched.
 
-    ``clock`` collects busy seconds per stage: plan, decode, scene, model, encode, upload, stitch.
+    Either may be a URL (``storage``: its fsspec options, e.g. an S3 endpoint); job state stays in a local
+    scratch folder, beside a local output or in the temp dir. ``clock`` collects busy seconds per stage:
+    plan, decode, scene, model, encode, upload, stitch.
     """
     clock = clock or StageClock()
     options.validate()
-    check_output_path(source, output, options.overwrite)
-    if options.resolved_audio_mode() == "stretch":
-        check_audio_decodes(source)
+    check_output_path(source, output, options.overwrite, storage)
     started = time.perf_counter()
-    parent = os.path.dirname(os.path.abspath(output))
-    sweep_stale(parent)  # what a killed --local run left beside its output
-    workdir = make_scratch_dir(".slomo-convert-", parent)
+    parent = os.path.dirname(os.path.abspath(output)) if is_local(output, storage) else None
+    sweep_stale(parent)  # what a killed --local run left beside its output (or in the temp dir)
+    workdir = make_scratch_dir(".slomo-convert-" if parent else "slomo-convert-", parent)
     try:
         cache = os.path.join(workdir, "cache")
+        if options.resolved_audio_mode() == "stretch":
+            _check_audio(source, cache, storage)
         with clock.measure("plan"):
-            plan = plan_job(source, output, os.path.join(workdir, "jobs"), options, options.chunk, cache_dir=cache)
+            plan = plan_job(source, output, os.path.join(workdir, "jobs"), options, options.chunk, cache_dir=cache,
+                            options=storage)
             write_manifest(plan.layout.manifest, plan.chunks, plan.job)
         total, done = plan.job["output_frames"], 0
         cuts: list[int] = []
         for chunk in plan.chunks:
             status = run_chunk(
-                chunk, interpolator, cache_dir=cache, clock=clock,
+                chunk, interpolator, cache_dir=cache, clock=clock, options=storage,
                 progress=None if progress is None else (lambda n, base=done: progress(base + n, total)),
             )
             done += status.frames
-            cuts += committed_segment(chunk).scene_cuts
+            cuts += committed_segment(chunk, storage).scene_cuts
         with clock.measure("stitch"):
-            stitched = stitch_job(plan.chunks, cache_dir=cache)
+            stitched = stitch_job(plan.chunks, cache_dir=cache, options=storage)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     report = ConvertReport(

@@ -75,3 +75,38 @@ def test_unreachable_storage_is_one_line_before_anything_starts(tmp_path: Path, 
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 1 and len(lines) == 1, result.stderr[-2000:]
     assert lines[0].startswith("slomo: error: s3://b/in.mp4: storage not reachable: ") and expect in lines[0]
+
+
+@pytest.mark.parametrize("how", ["--s3-endpoint", "--storage-option"])
+def test_local_run_reads_and_writes_s3_with_the_storage_options(tmp_path: Path, s3_bucket, s3_server, how: str,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """--local takes the same storage options as the flow path: the endpoint given, never the public AWS one."""
+    from flows.cli import main
+
+    bucket, options = s3_bucket
+    src = make_clip(str(tmp_path / "in.mp4"), moving_square_frames(9, 64, 48), list(range(9)), Fraction(1, 25), audio=True)
+    upload(src, f"{bucket}/in/a.mp4", options)
+    where = (["--s3-endpoint", s3_server["endpoint"]] if how == "--s3-endpoint"
+             else ["--storage-option", f'client_kwargs={{"endpoint_url": "{s3_server["endpoint"]}"}}'])
+    argv = ["convert", f"{bucket}/in/a.mp4", f"{bucket}/out/a.mp4", "--factor", "2", "--mode", "fps",
+            "--chunk-frames", "3", "--local", "-q", *where]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert "9 -> 17 frames" in capsys.readouterr().out
+    download(f"{bucket}/out/a.mp4", str(tmp_path / "result.mp4"), options)
+    assert len(read_frame_timestamps(str(tmp_path / "result.mp4"))) == 17
+    assert probe(str(tmp_path / "result.mp4")).audio is not None
+    assert list_files(bucket, "**", options) == [f"{bucket}/in/a.mp4", f"{bucket}/out/a.mp4"]  # job state stayed local
+    assert main(argv) == 1  # the remote output exists: refused in one line, as for a local one
+    err = capsys.readouterr().err.strip()
+    assert err == f"slomo: error: {bucket}/out/a.mp4: already exists (pass --overwrite to replace it)"
+
+
+def test_local_run_with_an_unreachable_endpoint_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from flows.cli import main
+
+    argv = ["convert", "s3://b/in.mp4", str(tmp_path / "o.mp4"), "--factor", "2", "--local", "-q",
+            "--s3-endpoint", "http://127.0.0.1:9", "--storage-option", 'config_kwargs={"retries": {"max_attempts": 1}}']
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("slomo: error: s3://b/in.mp4: storage not reachable: ") and "\n" not in err, err
+    assert "127.0.0.1:9" in err
