@@ -256,6 +256,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The ephemeral API and the local Ray that slomo starts send nothing home (set before either is imported).
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if not args.verbose:  # notices the user cannot act on (Ray's token-auth and start-up lines, actors' logs)
+        os.environ.setdefault("RAY_LOGGER_LEVEL", "error")
+        os.environ.setdefault("RAY_LOG_TO_DRIVER", "0")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return _COMMANDS[args.command](args)
