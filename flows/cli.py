@@ -188,7 +188,7 @@ def _repeats_note(frames: int, dropped: int | None, held: int | None) -> str:
     return f", dedup: {frames} frames seen, {dropped} repeat(s) dropped, {held} kept (stills)"
 
 
-def _run_convert(source: str, output: str, options, interpolator, quiet: bool) -> int:
+def _run_convert(source: str, output: str, options, interpolator, quiet: bool, storage: dict | None) -> int:
     from tqdm import tqdm
 
     from slomo_core.convert import convert_locally
@@ -202,7 +202,7 @@ def _run_convert(source: str, output: str, options, interpolator, quiet: bool) -
         bar.update(done - bar.n)
 
     try:
-        report = convert_locally(source, output, interpolator, options, progress=progress)
+        report = convert_locally(source, output, interpolator, options, progress=progress, storage=storage)
     finally:
         if bar is not None:
             bar.close()
@@ -231,8 +231,10 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     if args.local:
         from slomo_core.interp.factory import build_interpolator
 
+        storage = storage_options(args)  # stays in this process: no flow parameters to keep secrets out of
         interpolator = build_interpolator(settings.model, settings.weights, settings.inference)
-        return _run_convert(args.input, args.output, settings.convert_options(args.overwrite), interpolator, args.quiet)
+        return _run_convert(args.input, args.output, settings.convert_options(args.overwrite), interpolator, args.quiet,
+                            storage)
     from flows.runner import run_convert
 
     summary = run_convert(args, settings, storage_options(args))
@@ -317,6 +319,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The ephemeral API and the local Ray that slomo starts send nothing home (set before either is imported).
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if not args.verbose:  # notices the user cannot act on (Ray's token-auth and start-up lines, actors' logs)
+        os.environ.setdefault("RAY_LOGGER_LEVEL", "error")
+        os.environ.setdefault("RAY_LOG_TO_DRIVER", "0")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return _COMMANDS[args.command](args)

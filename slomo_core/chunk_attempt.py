@@ -254,8 +254,8 @@ def run_chunk(
         failed = ChunkStatus(spec.job_id, spec.chunk_index, attempt, me, started, time.time(), 0, None, None, error)
         try:
             write_status(layout.status(spec.chunk_index, attempt), [failed], options)
-        except Exception:  # the original failure matters more than its record
-            log.exception("could not record the failure of chunk %d", spec.chunk_index)
+        except Exception as record_exc:  # the original failure matters more than its record (often the same fault)
+            log.warning("could not record the failure of chunk %d: %s", spec.chunk_index, record_exc)
         raise
     if clock is not None:
         clock.merge(chunk_clock)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from fractions import Fraction
 
-from slomo_core.errors import OutputError
+from slomo_core.errors import InputError, OutputError
 from slomo_core.interp.base import FrameInterpolator
 from slomo_core.keys import refuse_same_object
 from slomo_core.lease import DEFAULT_LEASE_SECONDS, JobLease
@@ -23,6 +23,7 @@ from slomo_core.manifest import write_manifest
 from slomo_core.plan import TIMESTAMPS_AS_IN_FILE, ChunkLength, JobSettings, default_work_root, job_layout_for, plan_job
 from slomo_core.scratch import make_scratch_dir, sweep_stale
 from slomo_core.stage_clock import StageClock
+from slomo_core.storage import StorageOptions, exists, filesystem, is_local, localize
 from slomo_core.timestamps import TAIL_POLICY
 
 log = logging.getLogger(__name__)
@@ -74,9 +75,15 @@ class ConvertReport:
         return self.output_frames / self.seconds if self.seconds > 0 else float("inf")
 
 
-def check_output_path(source: str, output: str, overwrite: bool) -> None:
-    """Fail before any work when the output cannot be written."""
-    refuse_same_object(source, output)
+def check_output_path(source: str, output: str, overwrite: bool, storage: StorageOptions | None = None) -> None:
+    """Fail before any work when the output cannot be written (a remote output: only what a lookup can tell)."""
+    refuse_same_object(source, output, storage)
+    if os.path.splitext(output)[1].lower() not in (".mp4", ".mov", ".mkv"):
+        raise OutputError(f"{output}: unsupported container (use .mp4, .mov or .mkv)")
+    if not is_local(output, storage):
+        if exists(output, storage) and not overwrite:
+            raise OutputError(f"{output}: already exists (pass --overwrite to replace it)")
+        return
     parent = os.path.dirname(os.path.abspath(output))
     if not os.path.isdir(parent):
         raise OutputError(f"{output}: directory {parent} does not exist")
@@ -86,8 +93,17 @@ def check_output_path(source: str, output: str, overwrite: bool) -> None:
         raise OutputError(f"{output}: is a directory")
     if os.path.exists(output) and not overwrite:
         raise OutputError(f"{output}: already exists (pass --overwrite to replace it)")
-    if os.path.splitext(output)[1].lower() not in (".mp4", ".mov", ".mkv"):
-        raise OutputError(f"{output}: unsupported container (use .mp4, .mov or .mkv)")
+
+
+def _check_audio(source: str, cache: str, storage: StorageOptions | None) -> None:
+    """--audio stretch must be able to decode the source's audio: checked on a local copy, named as the user's."""
+    local = localize(source, cache, None, storage)
+    try:
+        from slomo_core.video.audio import check_audio_decodes  # PyAV: once a job runs
+
+        check_audio_decodes(local)
+    except InputError as exc:
+        raise InputError(str(exc).replace(local, source)) from None
 
 
 def convert_locally(
@@ -98,70 +114,78 @@ def convert_locally(
     progress: ProgressCallback | None = None,
     clock: StageClock | None = None,
     work_root: str | None = None,
+    storage: StorageOptions | None = None,
 ) -> ConvertReport:
-    """Convert local ``source`` into local ``output``; on any failure the output path is left untouched.
+    """Convert ``source`` into ``output`` in this process; on any failure the output path is left untouched.
 
-    ``clock`` collects busy seconds per stage: plan, decode, scene, model, encode, upload, stitch.
-    ``work_root``: where the job keeps its state, as a flow run does (manifest, committed chunks, DONE), so
-    a re-run resumes and the flow path and this one share a job; None keeps it in a scratch folder that
-    goes with the run (``--local``).
+    Either may be a URL (``storage``: its fsspec options, e.g. an S3 endpoint). ``clock`` collects busy
+    seconds per stage: plan, decode, scene, model, encode, upload, stitch. ``work_root``: where the job
+    keeps its state, as a flow run does (manifest, committed chunks, DONE), so a re-run resumes and the
+    flow path and this one share a job; None keeps it in a scratch folder that goes with the run (``--local``).
     """
     # PyAV, OpenCV and the renderer load here, not at import: settings import this module.
-    from slomo_core.video.audio import check_audio_decodes
     from slomo_core.video.probe import check_first_frame
 
     clock = clock or StageClock()
     options.validate()
-    check_output_path(source, output, options.overwrite)
-    check_first_frame(source, source)  # before any folder is made; the planner checks every frame's timestamp
-    if options.resolved_audio_mode() == "stretch":
-        check_audio_decodes(source)
-    layout = job_layout_for(source, output, work_root or default_work_root(output), options.job_settings(), options.chunk, None)
+    check_output_path(source, output, options.overwrite, storage)
+    if is_local(source, storage):  # before any folder is made; the planner checks every frame's timestamp
+        check_first_frame(source, source)
+    else:
+        fs, path = filesystem(source, storage)
+        with fs.open(path, "rb") as head:  # the file's head only (ranged reads)
+            check_first_frame(head, source)
+    root = work_root or default_work_root(output)
+    layout = job_layout_for(source, output, root, options.job_settings(), options.chunk, storage)
     try:
         # the job's lease where a distributed run keeps it: two runs of one conversion, local or not, never overlap
-        with JobLease(layout.lease, options.lease_seconds, subject=output) as lease:
-            check_output_path(source, output, options.overwrite)  # again: a run that held the lease until now may have written it
-            return _convert_leased(source, output, interpolator, options, lease, progress, clock, work_root)
+        with JobLease(layout.lease, options.lease_seconds, storage, subject=output) as lease:
+            # again: a run that held the lease until now may have written it
+            check_output_path(source, output, options.overwrite, storage)
+            return _convert_leased(source, output, interpolator, options, lease, progress, clock, work_root, storage)
     finally:
-        for folder in (layout.work_uri, os.path.dirname(layout.work_uri)):
-            try:
-                os.rmdir(folder)  # only when empty: a --local run leaves nothing beside its output
-            except OSError:
-                break
+        if is_local(layout.work_uri, storage):
+            for folder in (layout.work_uri, os.path.dirname(layout.work_uri)):
+                try:
+                    os.rmdir(folder)  # only when empty: a --local run leaves nothing beside its output
+                except OSError:
+                    break
 
 
 def _convert_leased(source: str, output: str, interpolator: FrameInterpolator, options: ConvertOptions,
                     lease: JobLease, progress: ProgressCallback | None, clock: StageClock,
-                    work_root: str | None) -> ConvertReport:
+                    work_root: str | None, storage: StorageOptions | None) -> ConvertReport:
     """convert_locally's work, once this run holds the job's lease."""
     from slomo_core.chunk_attempt import committed_segment, run_chunk
     from slomo_core.stitch import stitch_job
 
     started = time.perf_counter()
-    parent = os.path.dirname(os.path.abspath(output))
-    sweep_stale(parent)  # what a killed --local run left beside its output
-    workdir = make_scratch_dir(".slomo-convert-", parent)
+    parent = os.path.dirname(os.path.abspath(output)) if is_local(output, storage) else None
+    sweep_stale(parent)  # what a killed --local run left beside its output (or in the temp dir)
+    workdir = make_scratch_dir(".slomo-convert-" if parent else "slomo-convert-", parent)
     try:
         cache = os.path.join(workdir, "cache")
+        if options.resolved_audio_mode() == "stretch":
+            _check_audio(source, cache, storage)
         with clock.measure("plan"):
             plan = plan_job(source, output, work_root or os.path.join(workdir, "jobs"), options.job_settings(),
-                            options.chunk, cache_dir=cache)
+                            options.chunk, cache_dir=cache, options=storage)
             write_manifest(plan.layout.manifest, plan.chunks, plan.job)
         total, done, resumed = plan.job["output_frames"], 0, 0
         cuts: list[int] = []
         for chunk in plan.chunks:
             status = run_chunk(
-                chunk, interpolator, cache_dir=cache, clock=clock,
+                chunk, interpolator, cache_dir=cache, clock=clock, options=storage,
                 progress=None if progress is None else (lambda n, base=done: progress(base + n, total)),
             )
             done += status.frames
             resumed += status.skipped
-            cuts += committed_segment(chunk).scene_cuts
+            cuts += committed_segment(chunk, storage).scene_cuts
         lease.ensure_held()  # a run that lost its lease writes no output
         if progress is not None:
             progress(total, total)  # also when the last chunks were committed by an earlier run
         with clock.measure("stitch"):
-            stitched = stitch_job(plan.chunks, cache_dir=cache)
+            stitched = stitch_job(plan.chunks, cache_dir=cache, options=storage)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     report = ConvertReport(

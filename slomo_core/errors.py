@@ -19,3 +19,11 @@ class OutputError(SlomoError):
 
 class ConfigError(SlomoError):
     """An option is out of range or contradicts another one."""
+
+
+class StorageError(SlomoError, OSError):
+    """A store failed under a running job (full disk, quota, endpoint gone): one line naming the URL.
+
+    Unlike other SlomoErrors it may pass: a chunk that meets it is retried on another actor, and a re-run
+    once the fault is gone resumes from the committed chunks.
+    """

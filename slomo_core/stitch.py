@@ -17,7 +17,16 @@ from slomo_core.keys import refuse_same_object
 from slomo_core.manifest import ChunkSpec, DoneRecord
 from slomo_core.plan import JobLayout
 from slomo_core.scratch import scratch_dir
-from slomo_core.storage import ObjectIdentity, StorageOptions, download, exists, file_sha256, localize, upload
+from slomo_core.storage import (
+    ObjectIdentity,
+    StorageOptions,
+    discard,
+    download,
+    exists,
+    file_sha256,
+    localize,
+    upload,
+)
 from slomo_core.timestamps import OutputTimeline
 from slomo_core.video.mux import finalize
 from slomo_core.video.probe import probe, read_frame_timestamps
@@ -114,5 +123,10 @@ def stitch_job(
         digest = file_sha256(output)
         refuse_same_object(head.source_uri, head.output_uri, options)  # checked at planning; again right before
         upload(output, head.output_uri, options)
-    DoneRecord(head.job_id, head.output_uri, len(expected), digest, timestamps).write(layout.done, options)
+    try:
+        DoneRecord(head.job_id, head.output_uri, len(expected), digest, timestamps).write(layout.done, options)
+    except BaseException:
+        # An output without its DONE marker would make the re-run refuse it as "already exists": take it back.
+        discard(head.output_uri, options)
+        raise
     return StitchReport(head.job_id, head.output_uri, len(expected), digest, timestamps=timestamps)

@@ -7,22 +7,29 @@ their etag, so a chunk never reads a source that changed after planning.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import posixpath
 import shutil
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from slomo_core.errors import InputError, OutputError
+from slomo_core.errors import InputError, OutputError, SlomoError, StorageError
 
 StorageOptions = Mapping[str, Any]
+
+# Stores whose whole-object PUT is atomic: a failed upload leaves no object. Elsewhere a temporary name is
+# written first and moved into place, so a failed write never leaves a partial file under the real name.
+_ATOMIC_PUT = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl"})
+_CLIENT_LIBRARIES = ("botocore", "aiobotocore", "aiohttp")
 
 
 @dataclass(frozen=True)
@@ -62,12 +69,68 @@ def unreachable(url: str, exc: BaseException) -> InputError | None:
     """One line for a store that cannot be reached or refuses us (no endpoint, no credentials, access denied),
     instead of the client library's traceback; None for anything else."""
     library = type(exc).__module__.split(".")[0]
-    if not isinstance(exc, (OSError, TimeoutError)) and library not in ("botocore", "aiobotocore", "aiohttp"):
+    if not isinstance(exc, (OSError, TimeoutError)) and library not in _CLIENT_LIBRARIES:
         return None
     first = (str(exc).strip().splitlines() or [""])[0][:200]
     hint = ("; credentials come from the environment (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY) or an AWS profile"
             if "Credentials" in type(exc).__name__ else "")
     return InputError(f"{url}: storage not reachable: {type(exc).__name__}: {first}{hint}")
+
+
+def storage_fault(url: str, exc: BaseException, doing: str) -> StorageError | None:
+    """One line for a store failing mid-run (full disk, quota, lost endpoint), naming the URL; None when
+    ``exc`` is not a storage failure. ``doing`` says what was under way ("writing", "uploading" ...)."""
+    code = getattr(exc, "errno", None)
+    if isinstance(exc, OSError) and code in errno.errorcode and not isinstance(exc, ConnectionError):
+        reason = f"{os.strerror(code).lower()} ({errno.errorcode[code]})"
+    elif isinstance(exc, (OSError, TimeoutError)) or type(exc).__module__.split(".")[0] in _CLIENT_LIBRARIES:
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        reason = f"storage not reachable: {type(exc).__name__}: {first}"
+    else:
+        return None
+    fault = StorageError(f"{url}: {doing} failed: {reason}")
+    fault.errno = code
+    return fault
+
+
+@contextmanager
+def _faults_named(url: str, doing: str) -> Iterator[None]:
+    """Storage failures leave as one StorageError naming ``url``; a missing object stays FileNotFoundError
+    (callers decide what that means) and slomo's own errors pass unchanged."""
+    try:
+        yield
+    except (SlomoError, FileNotFoundError):
+        raise
+    except Exception as exc:
+        fault = storage_fault(url, exc, doing)
+        if fault is None:
+            raise
+        raise fault from exc
+
+
+def _discard(fs: fsspec.AbstractFileSystem, path: str) -> None:
+    """Best effort: remove what a failed write left (the store may be the thing that failed)."""
+    try:
+        if isinstance(fs, LocalFileSystem):
+            os.remove(path)
+        else:
+            fs.rm_file(path)
+    except Exception:
+        pass
+
+
+def discard(url: str, options: StorageOptions | None = None) -> None:
+    """Best effort removal of an object a failed step must not leave behind."""
+    try:
+        fs, path = filesystem(url, options)
+    except Exception:
+        return
+    _discard(fs, path)
+
+
+def _atomic_put(fs: fsspec.AbstractFileSystem) -> bool:
+    protocols = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
+    return bool(_ATOMIC_PUT.intersection(protocols))
 
 
 def identity(url: str, options: StorageOptions | None = None) -> ObjectIdentity:
@@ -93,27 +156,50 @@ def identity(url: str, options: StorageOptions | None = None) -> ObjectIdentity:
 
 def exists(url: str, options: StorageOptions | None = None) -> bool:
     fs, path = filesystem(url, options)
-    return fs.exists(path)
+    with _faults_named(url, "checking"):
+        return fs.exists(path)
 
 
 def read_bytes(url: str, options: StorageOptions | None = None) -> bytes:
     fs, path = filesystem(url, options)
-    with fs.open(path, "rb") as handle:
+    with _faults_named(url, "reading"), fs.open(path, "rb") as handle:
         return handle.read()
 
 
-def write_bytes(url: str, data: bytes, options: StorageOptions | None = None) -> None:
-    """Whole-object write: an S3 PUT is atomic; locally a temporary name is renamed into place."""
-    fs, path = filesystem(url, options)
+def _put(fs: fsspec.AbstractFileSystem, path: str, write: Callable[[str], None]) -> None:
+    """``write(target)`` puts the bytes at ``target``; under a temporary name first unless the store's PUT is
+    atomic, so the real name holds a complete object or nothing."""
     if isinstance(fs, LocalFileSystem):
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        tmp = f"{path}.{uuid.uuid4().hex}.tmp"
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
+    if _atomic_put(fs):
+        write(path)
         return
-    with fs.open(path, "wb") as handle:
-        handle.write(data)
+    tmp = f"{path}.{uuid.uuid4().hex}.tmp"
+    try:
+        write(tmp)
+        if isinstance(fs, LocalFileSystem):
+            os.replace(tmp, path)
+        else:
+            fs.mv(tmp, path)
+    except BaseException:
+        _discard(fs, tmp)
+        raise
+
+
+def write_bytes(url: str, data: bytes, options: StorageOptions | None = None) -> None:
+    """Whole-object write: complete under its name, or absent (a failure leaves no partial object)."""
+    fs, path = filesystem(url, options)
+
+    def write(target: str) -> None:
+        if isinstance(fs, LocalFileSystem):
+            with open(target, "wb") as handle:
+                handle.write(data)
+        else:
+            with fs.open(target, "wb") as handle:
+                handle.write(data)
+
+    with _faults_named(url, "writing"):
+        _put(fs, path, write)
 
 
 def read_json(url: str, options: StorageOptions | None = None) -> dict:
@@ -125,22 +211,26 @@ def write_json(url: str, payload: Mapping[str, Any], options: StorageOptions | N
 
 
 def upload(local_path: str, url: str, options: StorageOptions | None = None) -> None:
+    """Copy a local file to ``url``: complete under its name, or absent."""
     fs, path = filesystem(url, options)
-    if isinstance(fs, LocalFileSystem):
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        tmp = f"{path}.{uuid.uuid4().hex}.tmp"
-        shutil.copyfile(local_path, tmp)
-        os.replace(tmp, path)
-        return
-    fs.put_file(local_path, path)
+
+    def write(target: str) -> None:
+        if isinstance(fs, LocalFileSystem):
+            shutil.copyfile(local_path, target)
+        else:
+            fs.put_file(local_path, target)
+
+    with _faults_named(url, "uploading"):
+        _put(fs, path, write)
 
 
 def download(url: str, local_path: str, options: StorageOptions | None = None) -> None:
     fs, path = filesystem(url, options)
     tmp = f"{local_path}.{uuid.uuid4().hex}.tmp"
     try:
-        fs.get_file(path, tmp)
-        os.replace(tmp, local_path)
+        with _faults_named(url, f"copying to {os.path.dirname(local_path) or '.'}"):
+            fs.get_file(path, tmp)
+            os.replace(tmp, local_path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -190,6 +280,7 @@ def list_files(url: str, pattern: str = "**", options: StorageOptions | None = N
     """Files under a prefix matching a glob, as URLs with the prefix's protocol."""
     fs, path = filesystem(url, options)
     protocol = url.split("://", 1)[0] + "://" if "://" in url else ""
-    found = fs.glob(posixpath.join(path.rstrip("/"), pattern))
-    files = [p for p in found if not fs.isdir(p)]
+    with _faults_named(url, "listing"):
+        found = fs.glob(posixpath.join(path.rstrip("/"), pattern))
+        files = [p for p in found if not fs.isdir(p)]
     return sorted(protocol + p if protocol and not p.startswith(protocol) else p for p in files)

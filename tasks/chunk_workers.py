@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from slomo_core.chunk_attempt import run_chunk, worker_id
-from slomo_core.errors import SlomoError
+from slomo_core.errors import SlomoError, StorageError
 from slomo_core.interp.factory import ModelSpec
 from slomo_core.manifest import ChunkResult, ChunkSpec
 from slomo_core.scratch import make_scratch_dir, prune_cache, sweep_stale
@@ -50,10 +50,13 @@ class ChunkWorker:
 
     def process(self, row: dict[str, Any]) -> ChunkResult:
         """The chunk's result. A SlomoError (bad input, changed source) is final: returned, not retried;
-        anything else propagates so the pool retries the chunk on another actor."""
+        anything else, storage faults included (a full disk, a lost endpoint), propagates so the pool
+        retries the chunk on another actor."""
         spec = ChunkSpec(**row)
         try:
             status = run_chunk(spec, self.interpolator, cache_dir=self.cache_dir, options=self.options)
+        except StorageError:
+            raise
         except SlomoError as exc:
             log.warning("chunk %d of %s failed: %s", spec.chunk_index, spec.job_id, exc)
             return ChunkResult(spec.chunk_index, False, worker=worker_id(), error=str(exc))

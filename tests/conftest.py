@@ -77,9 +77,16 @@ def ray_session():
     """One local Ray for the whole session: 2 CPUs like CI, no dashboard, a small object store."""
     import ray
 
+    import faulty_fs
+
+    # Actors know faulty:// (tests/faulty_fs.py) too: tests/ joins their path and registers it as they start.
+    faulty_fs.register()
+    tests = os.path.dirname(os.path.abspath(faulty_fs.__file__))
+    path = os.pathsep.join(p for p in (tests, os.environ.get("PYTHONPATH")) if p)
     # "local": a private Ray even if someone started a cluster on this machine with `ray start`.
     ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=100 * 1024 * 1024,
-             ignore_reinit_error=True)
+             ignore_reinit_error=True, runtime_env={"worker_process_setup_hook": "faulty_fs.register",
+                                                    "env_vars": {"PYTHONPATH": path}})
     yield ray
     ray.shutdown()
 

@@ -1,6 +1,7 @@
-"""Fault injection on real runs (Prefect harness + Ray actors): nothing committed is lost, and what
-cannot be done is named chunk by chunk. The faults are real: a killed actor process, a storage path that
-refuses a write, a source whose bytes are corrupt."""
+"""Fault injection on real runs (Prefect harness + Ray actors, and --local): nothing committed is lost, and
+what cannot be done is named chunk by chunk. The faults are real: a killed actor process, a storage path
+that refuses a write, a source whose bytes are corrupt, a store that fills up or whose endpoint goes away
+(``faulty://``, a real fsspec protocol over local files: tests/faulty_fs.py)."""
 
 from __future__ import annotations
 
@@ -15,13 +16,16 @@ from pathlib import Path
 import av
 import pytest
 
+from flows.cli import main
 from flows.convert import convert_video
+from slomo_core.errors import StorageError
 from slomo_core.plan import JobLayout
 from slomo_core.settings import ConversionSettings
 from slomo_core.video.probe import read_frame_timestamps
 from tasks.conversion import ChunksFailedError
 
 from clips import make_clip, moving_square_frames
+from faulty_fs import register, set_faults
 
 pytestmark = pytest.mark.usefixtures("ray_session", "prefect_harness")
 
@@ -147,3 +151,151 @@ def test_corrupt_chunk_in_the_middle_is_reported_exactly(tmp_path: Path) -> None
     assert committed == ["chunk-00000.json", "chunk-00001.json", "chunk-00003.json"]
     assert not os.path.exists(out)
     shutil.rmtree(layout.work_uri)
+
+
+# ---- storage faults: a full disk and a storage endpoint that goes away, on faulty:// ----
+
+def _faulty(tmp_path: Path) -> tuple[dict, str]:
+    """Storage options naming a fresh, fault-free budget file, and the faulty:// URL of ``tmp_path``."""
+    register()  # this process; actors get it from the Ray session's setup hook (conftest.py)
+    faults = str(tmp_path / "faults.json")
+    set_faults(faults)
+    return {"faults": faults}, f"faulty://{tmp_path}"
+
+
+def _leftovers(folder: Path) -> list[str]:
+    """Temporary names a failed write left (the real names hold complete objects or nothing). In a work dir
+    whose endpoint went away some may stay (nothing can remove them then): no reader takes them for real."""
+    return sorted(str(p) for p in folder.rglob("*") if p.name.endswith(".tmp") or p.name.startswith("output."))
+
+
+def _arm_after_first_commit(layout: JobLayout, faults: str, **fault: int) -> threading.Thread:
+    """Once a chunk is committed, the store fills up or goes away (the rest of the run meets the fault)."""
+    commits = Path(layout.work_uri.removeprefix("faulty://")) / "commits"
+
+    def arm() -> None:
+        deadline = time.time() + 120
+        while time.time() < deadline and not (commits.exists() and any(commits.glob("*.json"))):
+            time.sleep(0.002)
+        set_faults(faults, **fault)
+
+    watcher = threading.Thread(target=arm, daemon=True)
+    watcher.start()
+    return watcher
+
+
+@pytest.mark.parametrize("fault,expect", [
+    ({"space": 0}, "uploading failed: no space left on device (ENOSPC)"),
+    ({"calls": 0}, "storage not reachable: ConnectionRefusedError"),
+])
+def test_store_full_or_gone_mid_run_fails_the_chunks_by_name_and_the_rerun_resumes(
+        tmp_path: Path, fault: dict, expect: str) -> None:
+    """Work dir and output on the faulty store, one actor: chunk 0 commits, then the disk is full (or the
+    endpoint is gone). The run fails naming the chunks and the store's URLs; nothing partial is left under a
+    real name; with the fault gone the same run resumes from chunk 0's commit."""
+    options, store = _faulty(tmp_path)
+    src, out = _clip(tmp_path), f"{store}/out/out.mp4"
+    settings = ConversionSettings(workers=1, work_dir=f"{store}/work", **PARAMS)
+    layout = settings.layout_for(src, out, options)
+    watcher = _arm_after_first_commit(layout, options["faults"], **fault)
+    with pytest.raises(ChunksFailedError) as failure:
+        convert_video(src, out, settings, storage_options=options)
+    watcher.join(timeout=5)
+    message = str(failure.value)
+    assert "\n" not in message and expect in message, message
+    assert f"{store}/" in message  # the user's store, not a scratch folder
+    work = Path(layout.work_uri.removeprefix("faulty://"))
+    committed = sorted(p.name for p in (work / "commits").glob("*.json"))
+    assert "chunk-00000.json" in committed and len(committed) < 4
+    assert not (tmp_path / "out" / "out.mp4").exists() and _leftovers(tmp_path / "out") == []
+    if "space" in fault:  # a full store still removes what a failed write left
+        assert _leftovers(tmp_path) == []
+    set_faults(options["faults"])  # disk emptied, endpoint back
+    summary = convert_video(src, out, settings, storage_options=options)
+    assert summary["chunks_resumed"] == len(committed) and summary["chunks"] == 4
+    assert len(read_frame_timestamps(str(tmp_path / "out" / "out.mp4"))) == 17
+    assert _leftovers(tmp_path / "out") == []
+
+
+def test_full_disk_at_stitch_leaves_no_output_and_the_rerun_stitches(tmp_path: Path) -> None:
+    """Every chunk committed (local work dir), then the output's store is full: the stitch fails in one line
+    naming the output, the output is absent, and the re-run only stitches."""
+    options, store = _faulty(tmp_path)
+    src, out = _clip(tmp_path), f"{store}/out/out.mp4"
+    settings = ConversionSettings(workers=2, work_dir=str(tmp_path / "work"), **PARAMS)
+    layout = settings.layout_for(src, out, options)
+    commits = Path(layout.commits)
+
+    def fill_disk_when_all_committed() -> None:
+        deadline = time.time() + 120
+        while time.time() < deadline and not (commits.exists() and len(list(commits.glob("*.json"))) == 4):
+            time.sleep(0.002)
+        set_faults(options["faults"], space=0)
+
+    watcher = threading.Thread(target=fill_disk_when_all_committed, daemon=True)
+    watcher.start()
+    with pytest.raises(StorageError) as failure:
+        convert_video(src, out, settings, storage_options=options)
+    watcher.join(timeout=5)
+    assert str(failure.value) == f"{out}: uploading failed: no space left on device (ENOSPC)"
+    assert not (tmp_path / "out" / "out.mp4").exists() and _leftovers(tmp_path) == []
+    assert not Path(layout.done).exists()
+    set_faults(options["faults"])
+    summary = convert_video(src, out, settings, storage_options=options)
+    assert summary["chunks_resumed"] == 4
+    assert len(read_frame_timestamps(str(tmp_path / "out" / "out.mp4"))) == 17
+
+
+@pytest.mark.parametrize("where,fault,expect", [
+    ("source", {"scratch": 0}, "in.mp4: copying to {tmp}"),  # the copy made for decoding fills the scratch disk
+    ("output", {"space": 0}, "out.mp4: uploading failed: no space left on device (ENOSPC)"),
+    ("source", {"calls": 2}, "in.mp4: storage not reachable: ConnectionRefusedError"),  # gone after planning
+])
+def test_local_run_meets_storage_faults_in_one_line_and_reruns_clean(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], where: str, fault: dict, expect: str) -> None:
+    options, store = _faulty(tmp_path)
+    (tmp_path / "out").mkdir()
+    src = _clip(tmp_path)
+    source = f"{store}/in.mp4" if where == "source" else src
+    output = f"{store}/out/o.mp4" if where == "output" else str(tmp_path / "out" / "o.mp4")
+    expect = expect.replace("out.mp4", "out/o.mp4")
+    set_faults(options["faults"], **fault)
+    argv = ["convert", source, output, "--factor", "2", "--chunk-frames", "2", "--local", "-q",
+            "--storage-option", f"faults={options['faults']}"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("slomo: error: ") and "\n" not in err and "Traceback" not in err, err
+    assert (source if where == "source" else output).removeprefix("faulty://") in err
+    if "{tmp}" in expect:
+        assert "copying to " in err and "failed: no space left on device (ENOSPC)" in err, err
+    else:
+        assert expect.split(": ", 1)[1] in err, err
+    assert list((tmp_path / "out").iterdir()) == [] and _leftovers(tmp_path) == []
+    set_faults(options["faults"])
+    assert main(argv) == 0, capsys.readouterr().err
+    assert len(read_frame_timestamps(str(tmp_path / "out" / "o.mp4"))) == 17
+
+
+def test_done_marker_that_cannot_be_written_takes_the_output_back(tmp_path: Path) -> None:
+    """An output without its DONE marker would block the re-run ("already exists"): the stitch removes it."""
+    from slomo_core.chunk_attempt import run_chunk
+    from slomo_core.interp.dis import DISInterpolator
+    from slomo_core.manifest import write_manifest
+    from slomo_core.plan import ChunkLength, JobSettings, plan_job
+    from slomo_core.stitch import stitch_job
+    from slomo_core.timestamps import RateSpec
+
+    options, store = _faulty(tmp_path)
+    src, out = _clip(tmp_path), str(tmp_path / "out.mp4")
+    plan = plan_job(src, out, f"{store}/work", JobSettings(RateSpec("slowmo", factor=2)), ChunkLength(frames=4),
+                    cache_dir=str(tmp_path / "cache"), options=options)
+    write_manifest(plan.layout.manifest, plan.chunks, plan.job, options)
+    for chunk in plan.chunks:
+        run_chunk(chunk, DISInterpolator(), cache_dir=str(tmp_path / "cache"), options=options)
+    set_faults(options["faults"], space=0)  # the work dir's store is full: DONE.json cannot be written
+    with pytest.raises(StorageError, match=r"DONE\.json: writing failed: no space left on device \(ENOSPC\)"):
+        stitch_job(plan.chunks, cache_dir=str(tmp_path / "cache"), options=options)
+    assert not os.path.exists(out) and _leftovers(tmp_path) == []
+    set_faults(options["faults"])
+    assert stitch_job(plan.chunks, cache_dir=str(tmp_path / "cache"), options=options).frames == 17
+    assert len(read_frame_timestamps(out)) == 17
