@@ -122,7 +122,8 @@ def _convert_leased(leases: dict[tuple[str, str], JobLease], settings: Conversio
     for plan, plan_outcomes in zip(plans, outcomes):
         key = (plan.job["source_uri"], plan.job["output_uri"])
         try:
-            leases[key].ensure_held()
+            if all(outcome.ok for outcome in plan_outcomes):  # else the stitch says which chunks failed
+                leases[key].ensure_held()
             stitched = stitch_task(plan, plan_outcomes, options)
             summary = report_task(plan, plan_outcomes, stitched, time.perf_counter() - started, options)
             rows[key] = {"source": key[0], "output": key[1], "status": "converted", "frames": stitched.frames,

@@ -42,7 +42,8 @@ def convert_video(
         plan = plan_task(source, output, settings, storage_options, overwrite)
         (outcomes,) = interpolate_task([plan], settings.model_spec(), settings.pool_settings(), settings.ray_address,
                                        storage_options)
-        lease.ensure_held()
+        if all(outcome.ok for outcome in outcomes):  # failed chunks: the stitch says which, and writes nothing
+            lease.ensure_held()
         stitched = stitch_task(plan, outcomes, storage_options)
         summary = report_task(plan, outcomes, stitched, time.perf_counter() - started, storage_options)
     logger.info("%s -> %s: %d frames in %.1f s", source, output, stitched.frames, summary["seconds"])

@@ -29,7 +29,7 @@ from typing import Protocol
 
 from fsspec.implementations.local import LocalFileSystem
 
-from slomo_core.storage import StorageOptions, filesystem
+from slomo_core.storage import StorageOptions, filesystem, put_whole
 
 Version = str
 
@@ -213,8 +213,11 @@ class _BestEffortObject:
         return data, _digest(data)
 
     def _write_and_check(self, data: bytes) -> Version | None:
-        with self.fs.open(self.path, "wb") as handle:
-            handle.write(data)
+        def write(target: str) -> None:
+            with self.fs.open(target, "wb") as handle:
+                handle.write(data)
+
+        put_whole(self.fs, self.path, write)  # a failed write (full store) leaves the old lease, never a torn one
         back = self.read()
         return back[1] if back is not None and back[0] == data else None
 

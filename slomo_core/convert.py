@@ -23,7 +23,7 @@ from slomo_core.manifest import write_manifest
 from slomo_core.plan import TIMESTAMPS_AS_IN_FILE, ChunkLength, JobSettings, default_work_root, job_layout_for, plan_job
 from slomo_core.scratch import make_scratch_dir, sweep_stale
 from slomo_core.stage_clock import StageClock
-from slomo_core.storage import StorageOptions, exists, filesystem, is_local, localize
+from slomo_core.storage import StorageOptions, exists, filesystem, identity, is_local, localize
 from slomo_core.timestamps import TAIL_POLICY
 
 log = logging.getLogger(__name__)
@@ -132,6 +132,7 @@ def convert_locally(
     if is_local(source, storage):  # before any folder is made; the planner checks every frame's timestamp
         check_first_frame(source, source)
     else:
+        identity(source, storage)  # one line for an unreachable store or missing credentials
         fs, path = filesystem(source, storage)
         with fs.open(path, "rb") as head:  # the file's head only (ranged reads)
             check_first_frame(head, source)

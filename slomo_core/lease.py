@@ -23,15 +23,28 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
+from typing import NoReturn
 
 from slomo_core.conditional import ConditionalObject, Version, conditional_object
 from slomo_core.errors import SlomoError
-from slomo_core.storage import StorageOptions
+from slomo_core.storage import StorageOptions, storage_fault
 
 log = logging.getLogger(__name__)
 
 DEFAULT_LEASE_SECONDS = 60.0
 _ACQUIRE_ROUNDS = 5  # create/take-over races lost in a row before giving up (each loss means another run won)
+
+
+def _utc(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _raise_named(url: str, exc: Exception, doing: str) -> NoReturn:
+    """Re-raise a store's failure under a lease operation as one StorageError line naming the lease."""
+    fault = storage_fault(url, exc, doing)
+    if fault is None:
+        raise exc
+    raise fault from exc
 
 
 @dataclass(frozen=True)
@@ -64,7 +77,7 @@ class LeaseRecord:
         return now < self.expires_at
 
     def describe(self) -> str:
-        until = datetime.fromtimestamp(self.expires_at, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        until = _utc(self.expires_at)
         return f"{self.owner}, lease until {until}"
 
     def to_bytes(self) -> bytes:
@@ -109,6 +122,7 @@ class JobLease:
         self.store: ConditionalObject = conditional_object(url, options)
         self.taken_over: LeaseRecord | None = None  # the expired lease this run took over, if any
         self._version: Version | None = None
+        self._expires: float | None = None  # the expiry of the last record this run wrote
         self._lock = threading.Lock()  # the heartbeat and the run itself both renew
 
     @property
@@ -116,21 +130,36 @@ class JobLease:
         return self._version is not None
 
     def _record(self) -> bytes:
-        return LeaseRecord(self.owner, self.token, self.clock() + self.ttl_seconds, self.ttl_seconds).to_bytes()
+        self._writing = self.clock() + self.ttl_seconds
+        return LeaseRecord(self.owner, self.token, self._writing, self.ttl_seconds).to_bytes()
+
+    def _wrote(self, version: Version | None) -> Version | None:
+        """Remember when a record this run just wrote expires (None: the write lost a race)."""
+        if version is not None:
+            self._expires = self._writing
+        return version
 
     def acquire(self) -> None:
         """Create the lease, or take over an expired one; LeaseHeldError when another run holds it."""
+        try:
+            self._acquire()
+        except (LeaseHeldError, LeaseLostError):
+            raise
+        except Exception as exc:
+            _raise_named(self.url, exc, "taking the job's lease")
+
+    def _acquire(self) -> None:
         with self._lock:
             for _ in range(_ACQUIRE_ROUNDS):
                 current = self.store.read()
                 if current is None:
-                    self._version = self.store.create(self._record())
+                    self._version = self._wrote(self.store.create(self._record()))
                 else:
                     data, version = current
                     holder = LeaseRecord.from_bytes(data)
                     if holder is not None and holder.token != self.token and holder.live(self.clock()):
                         raise LeaseHeldError(self.subject, holder)
-                    self._version = self.store.replace(self._record(), version)
+                    self._version = self._wrote(self.store.replace(self._record(), version))
                     if self._version is not None and holder is not None and holder.token != self.token:
                         self.taken_over = holder
                         log.warning("%s: took over the expired lease of %s", self.subject, holder.describe())
@@ -151,14 +180,29 @@ class JobLease:
         return (current[1] if holder is not None and holder.token == self.token else None), holder
 
     def renew(self) -> None:
-        """Push the expiry one time-to-live ahead; LeaseLostError when another run has taken the lease over."""
+        """Push the expiry one time-to-live ahead; LeaseLostError when another run has taken the lease over.
+
+        A store that fails meanwhile (full, unreachable) does not end the run while the last record this
+        run wrote is unexpired: nobody can take a live lease over. Past that, the fault is raised (one line)."""
+        try:
+            self._renew()
+        except LeaseLostError:
+            raise
+        except Exception as exc:
+            if storage_fault(self.url, exc, "") is not None and self._expires is not None and self.clock() < self._expires:
+                log.warning("%s: could not renew lease %s (%s); it is still this run's until %s",
+                            self.subject, self.url, exc, _utc(self._expires))
+                return
+            _raise_named(self.url, exc, "renewing the job's lease")
+
+    def _renew(self) -> None:
         with self._lock:
             if self._version is None:
                 raise LeaseLostError(f"{self.subject}: this run does not hold the job's lease {self.url}")
-            version = self.store.replace(self._record(), self._version)
+            version = self._wrote(self.store.replace(self._record(), self._version))
             if version is None:
                 mine, holder = self._current_version()
-                version = self.store.replace(self._record(), mine) if mine is not None else None
+                version = self._wrote(self.store.replace(self._record(), mine)) if mine is not None else None
             if version is None:
                 self._version = None
                 by = f"taken over by {holder.describe()}" if holder else "released by another run"
@@ -238,7 +282,10 @@ class Heartbeat:
 def refuse_if_leased(url: str, options: StorageOptions | None, subject: str, now: float | None = None) -> None:
     """LeaseHeldError when a live lease is at ``url``: a cheap look before starting Prefect and Ray (the run
     still takes the lease itself, which is what decides)."""
-    current = conditional_object(url, options).read()
+    try:
+        current = conditional_object(url, options).read()
+    except Exception as exc:
+        _raise_named(url, exc, "reading the job's lease")
     holder = LeaseRecord.from_bytes(current[0]) if current else None
     if holder is not None and holder.live(time.time() if now is None else now):
         raise LeaseHeldError(subject, holder)

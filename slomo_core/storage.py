@@ -166,7 +166,7 @@ def read_bytes(url: str, options: StorageOptions | None = None) -> bytes:
         return handle.read()
 
 
-def _put(fs: fsspec.AbstractFileSystem, path: str, write: Callable[[str], None]) -> None:
+def put_whole(fs: fsspec.AbstractFileSystem, path: str, write: Callable[[str], None]) -> None:
     """``write(target)`` puts the bytes at ``target``; under a temporary name first unless the store's PUT is
     atomic, so the real name holds a complete object or nothing."""
     if isinstance(fs, LocalFileSystem):
@@ -199,7 +199,7 @@ def write_bytes(url: str, data: bytes, options: StorageOptions | None = None) ->
                 handle.write(data)
 
     with _faults_named(url, "writing"):
-        _put(fs, path, write)
+        put_whole(fs, path, write)
 
 
 def read_json(url: str, options: StorageOptions | None = None) -> dict:
@@ -221,7 +221,7 @@ def upload(local_path: str, url: str, options: StorageOptions | None = None) -> 
             fs.put_file(local_path, target)
 
     with _faults_named(url, "uploading"):
-        _put(fs, path, write)
+        put_whole(fs, path, write)
 
 
 def download(url: str, local_path: str, options: StorageOptions | None = None) -> None:

@@ -133,7 +133,8 @@ def test_s3_endpoint_stopping_mid_run_fails_in_one_line_and_the_rerun_resumes(tm
         fs.mkdir("gone")
         src = make_clip(str(tmp_path / "in.mp4"), moving_square_frames(9, 64, 48), list(range(9)), Fraction(1, 25))
         upload(src, "s3://gone/in.mp4", options)
-        settings = ConversionSettings(factor=2, mode="slowmo", chunk_frames=2, workers=1)
+        # a short lease: the run that met the outage could not release it, so the re-run waits it out
+        settings = ConversionSettings(factor=2, mode="slowmo", chunk_frames=2, workers=1, lease_seconds=3)
         layout = settings.layout_for("s3://gone/in.mp4", "s3://gone/out.mp4", options)
         commits = layout.commits.removeprefix("s3://")
 
@@ -157,6 +158,7 @@ def test_s3_endpoint_stopping_mid_run_fails_in_one_line_and_the_rerun_resumes(tm
         server.start()
         committed = [p for p in fs.ls(commits) if p.endswith(".json")]
         assert 1 <= len(committed) < 4 and not fs.exists("gone/out.mp4")
+        time.sleep(settings.lease_seconds)
         summary = convert_video("s3://gone/in.mp4", "s3://gone/out.mp4", settings, storage_options=options)
         assert summary["chunks_resumed"] == len(committed) and summary["chunks"] == 4
         download("s3://gone/out.mp4", str(tmp_path / "result.mp4"), options)
