@@ -65,6 +65,11 @@ from slomo_core.video.encode import EncoderSettings, VideoEncoder
 
 MINTERPOLATE_OPTIONS = "mi_mode=mci:mc_mode=aobmc:me_mode=bidir:vsbmc=1"
 STREAM_RATE = 25  # rate of the CFR stream of kept frames handed to minterpolate (any value works)
+# Height of the alignment probe's frames. minterpolate's own scene-change detector (scd=fdiff) compares the
+# first pair's mean absolute difference with 0 and, above its threshold, repeats the nearer kept frame
+# instead of interpolating. A 12 px white square jumping 8 px (factor 8) in a 48-row frame tripped it, so
+# the probe failed "times monotone" although the mapping was right; 192 rows dilute the same jump below it.
+PROBE_HEIGHT = 192
 
 
 # ----------------------------------------------------------------------------------------- metrics
@@ -438,7 +443,7 @@ def verify_minterpolate_alignment(backend: str, factor: int = 4) -> tuple[bool, 
     count, speed, size, x0 = 4 * factor + 1, 1, 12, 8
     frames = []
     for n in range(count):
-        image = np.zeros((48, x0 + speed * count + size + 8, 3), np.uint8)
+        image = np.zeros((PROBE_HEIGHT, x0 + speed * count + size + 8, 3), np.uint8)
         image[18 : 18 + size, x0 + speed * n : x0 + speed * n + size] = 255
         frames.append(image)
     kept = frames[::factor]

@@ -17,12 +17,14 @@ from bench.quality import (
     encoded,
     exclude_cuts,
     interpolator_method,
+    minterpolate_available,
     psnr,
     score,
     spans_cut,
     ssim,
     synthetic_clip,
     texture,
+    verify_minterpolate_alignment,
     with_scene_cuts,
 )
 from slomo_core.interp.dis import DISInterpolator
@@ -147,3 +149,14 @@ def test_encoded_row_sees_the_output_encoder() -> None:
     for i in raw:
         assert coded[i].shape == raw[i].shape
         assert 28.0 < psnr(raw[i], coded[i]) < math.inf  # lossy 4:2:0, but the same picture
+
+
+@pytest.mark.parametrize("factor", [2, 8])
+def test_minterpolate_alignment_probe_passes_at_the_bench_factors(factor: int) -> None:
+    # At x8 the probe used to trip minterpolate's own scene-change detector (a 12 px square jumping 8 px
+    # in a 48-row frame) and the row was skipped as "times monotone False" although the mapping was right.
+    backend = minterpolate_available()
+    if backend is None:
+        pytest.skip("neither PyAV's FFmpeg nor an ffmpeg binary has minterpolate")
+    ok, note = verify_minterpolate_alignment(backend, factor)
+    assert ok, note

@@ -103,3 +103,40 @@ def test_tiny_frames_and_bad_input(detector: SceneCutDetector) -> None:
         detector.score(view(SHOT_A), view(SHOT_A)[:-1])
     with pytest.raises(InputError):
         detector.score(view(SHOT_A)[..., 0], view(SHOT_A)[..., 0])
+
+
+def test_large_pan_is_not_a_cut_once_motion_is_compensated(detector: SceneCutDetector) -> None:
+    # A pan of a quarter of the frame: the raw thumbnails no longer line up (structure distance near an
+    # unrelated picture's), but after the flow warp they do, so the pair scores well under the threshold.
+    shot = texture(0, H + 80, W + 80, (1.0, 0.8, 0.6))
+    a, b = shot[40 : 40 + H, 40 : 40 + W], shot[64 : 64 + H, 80 : 80 + W]
+    assert detector.structure_distance(a, b) > 0.4
+    assert detector.motion_compensated_structure_distance(a, b) < detector.structure_distance(a, b) - 0.05
+    assert detector.score(a, b) < DEFAULT_THRESHOLD - 0.04
+    assert not detector.is_cut(a, b)
+
+
+def test_is_cut_matches_the_full_score_at_any_threshold() -> None:
+    # is_cut skips the flow when the uncompensated score is already under the threshold; the decision
+    # must be the one the full score gives.
+    shot = texture(0, H + 80, W + 80, (1.0, 0.8, 0.6))
+    a = shot[40 : 40 + H, 40 : 40 + W]
+    pairs = [(a, shot[40 + dy : 40 + dy + H, 40 + dx : 40 + dx + W]) for dx, dy in ((8, 0), (32, 0), (-40, 24))]
+    pairs.append((view(SHOT_A), view(SHOT_B)))
+    for f0, f1 in pairs:
+        s = SceneCutDetector().score(f0, f1)
+        for threshold in (s * 0.95, s * 1.05, DEFAULT_THRESHOLD):
+            assert SceneCutDetector(threshold=min(threshold, 1.0)).is_cut(f0, f1) == (s >= threshold)
+
+
+def test_bikes_cuts_found_and_large_motion_passed_over(footage, detector: SceneCutDetector) -> None:
+    """Real footage, bikes.mp4 (shots end after frames 29, 75, 136, 186, 241, checked by eye): every cut is
+    found between consecutive frames and across 8 frames (the quality bench's x8 pairs), and no pair
+    8 frames apart without a cut is flagged: 64-72 and 96-104 (fast motion) were, before compensation."""
+    from slomo_core.video.decode import iter_frames
+
+    frames = [frame.image for frame in iter_frames(str(footage / "bikes.mp4"), 0, 250)]
+    cuts = (29, 75, 136, 186, 241)
+    assert all(detector.is_cut(frames[c], frames[c + 1]) for c in cuts)
+    flagged = {s for s in range(0, len(frames) - 8, 8) if detector.is_cut(frames[s], frames[s + 8])}
+    assert flagged == {s for s in range(0, len(frames) - 8, 8) if any(s <= c < s + 8 for c in cuts)}
