@@ -47,7 +47,7 @@ class InferenceSettings:
     device: str = "auto"
     dtype: str = "auto"  # bf16 where the hardware has it natively, else fp32 (see resolve_inference_dtype)
     channels_last: bool = True
-    compile: bool = False  # torch.compile both U-Nets (Inductor): slower first batch, faster after
+    compile: bool = False  # torch.compile both U-Nets (Inductor, dynamic shapes): slower first batch, faster after
     # Pixels (after padding) per forward pass, bounding activation memory; None sizes it from free memory.
     max_batch_pixels: int | None = None
     tile_overlap: int = 64
@@ -119,9 +119,13 @@ class SuperSloMoInterpolator:
             log.warning("bf16 on a CPU without native bf16 instructions is much slower than fp32")
         self.model = model.eval().place(self.device, self.dtype, settings.channels_last)
         if settings.compile:
-            # In place: the state dict keeps its names. Shapes are static per video, so few recompiles.
-            self.model.flow_net.compile(dynamic=False)
-            self.model.interp_net.compile(dynamic=False)
+            # In place: the state dict keeps its names. Dynamic shapes, so each U-Net compiles once per actor
+            # (plus one specialisation for a batch of 1). Static shapes recompiled for every batch size a call
+            # produced (a chunk's last call, the last pass of a budget): 90-400 s each for a tiny network on a
+            # loaded 2-core CPU; on an H200 the full network had not finished compiling after 100 s.
+            # Inductor's on-disk cache (TORCHINDUCTOR_CACHE_DIR) lets later actors on a node reuse the kernels.
+            self.model.flow_net.compile(dynamic=True)
+            self.model.interp_net.compile(dynamic=True)
 
     @torch.inference_mode()
     def interpolate(self, requests: Sequence[PairRequest]) -> list[list[np.ndarray]]:
