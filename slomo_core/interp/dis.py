@@ -16,6 +16,7 @@ import torch
 
 from slomo_core.errors import ConfigError
 from slomo_core.interp.base import PairRequest, check_frame_pair
+from slomo_core.interp.transfer import download_frames, upload_frames
 from slomo_core.model.synthesis import (
     approximate_intermediate_flows,
     backward_warp,
@@ -160,8 +161,8 @@ class DISInterpolator:
                 visibility0 = visibility0 * _inside(flow_t0, self.outside_weight)
                 visibility1 = visibility1 * _inside(flow_t1, self.outside_weight)
             frames = fuse(warped0[:, :3], warped1[:, :3], visibility0, visibility1, t)
-            rgb = frames.clamp(0, 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-            out.extend(np.ascontiguousarray(frame) for frame in rgb)
+            rgb = download_frames(frames.clamp(0, 255).round().to(torch.uint8).permute(0, 2, 3, 1))
+            out.extend(rgb)
         return out
 
     def interpolate(self, requests: Sequence[PairRequest]) -> list[list[np.ndarray]]:
@@ -190,8 +191,9 @@ def _pad_to(grey: np.ndarray, size: int) -> np.ndarray:
 
 
 def _image_tensor(frame: np.ndarray, device: torch.device) -> torch.Tensor:
-    """HxWx3 uint8 -> 1x3xHxW float32 in [0, 255]: fusion is linear, so no rescaling is needed."""
-    return torch.from_numpy(np.ascontiguousarray(frame)).to(device).permute(2, 0, 1).unsqueeze(0).float()
+    """HxWx3 uint8 -> 1x3xHxW float32 in [0, 255] (converted on the device): fusion is linear, so no rescaling
+    is needed."""
+    return upload_frames([frame], device).float()
 
 
 def _flow_tensor(flow: np.ndarray, device: torch.device) -> torch.Tensor:

@@ -19,7 +19,7 @@ class InferenceSettings:
     device: str = "auto"
     dtype: str = "auto"  # bf16 where the hardware has it natively, else fp32 (see resolve_inference_dtype)
     channels_last: bool = True
-    compile: bool = False  # torch.compile both U-Nets (Inductor): slower first batch, faster after
+    compile: bool = False  # torch.compile both U-Nets (Inductor, dynamic shapes): slower first batch, faster after
     # Pixels (after padding) per forward pass, bounding activation memory; None sizes it from free memory.
     max_batch_pixels: int | None = None
     tile_overlap: int = 64

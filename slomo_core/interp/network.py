@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from slomo_core.errors import ConfigError
 from slomo_core.interp.base import PairRequest
 from slomo_core.interp.inference import InferenceSettings
+from slomo_core.interp.transfer import download_frames, unit_float, unit_float_to_uint8, upload, upload_frames
 from slomo_core.model.superslomo import SuperSloMo
 from slomo_core.runtime import available_host_memory, cpu_has_native_bf16, resolve_device, resolve_dtype
 
@@ -104,9 +105,13 @@ class SuperSloMoInterpolator:
             log.warning("bf16 on a CPU without native bf16 instructions is much slower than fp32")
         self.model = model.eval().place(self.device, self.dtype, settings.channels_last)
         if settings.compile:
-            # In place: the state dict keeps its names. Shapes are static per video, so few recompiles.
-            self.model.flow_net.compile(dynamic=False)
-            self.model.interp_net.compile(dynamic=False)
+            # In place: the state dict keeps its names. Dynamic shapes, so each U-Net compiles once per actor
+            # (plus one specialisation for a batch of 1). Static shapes recompiled for every batch size a call
+            # produced (a chunk's last call, the last pass of a budget): 90-400 s each for a tiny network on a
+            # loaded 2-core CPU; on an H200 the full network had not finished compiling after 100 s.
+            # Inductor's on-disk cache (TORCHINDUCTOR_CACHE_DIR) lets later actors on a node reuse the kernels.
+            self.model.flow_net.compile(dynamic=True)
+            self.model.interp_net.compile(dynamic=True)
 
     @torch.inference_mode()
     def interpolate(self, requests: Sequence[PairRequest]) -> list[list[np.ndarray]]:
@@ -118,32 +123,37 @@ class SuperSloMoInterpolator:
                 raise ValueError("all frames of one call must be HxWx3 and the same size")
             if any(not 0.0 < t < 1.0 for t in r.times):
                 raise ValueError(f"times must lie strictly inside (0, 1), got {r.times}")
-        frames0 = self._to_tensor([r.frame0 for r in requests])
-        frames1 = self._to_tensor([r.frame1 for r in requests])
+        frames0 = self._to_device([r.frame0 for r in requests])
+        frames1 = self._to_device([r.frame1 for r in requests])
         times = [tuple(float(t) for t in r.times) for r in requests]
         h, w = shape[:2]
         padded_pixels = (h + (-h) % ALIGN) * (w + (-w) % ALIGN)
         if padded_pixels > self.max_batch_pixels:
-            outputs = self._run_tiled(frames0, frames1, times)
+            stacked = torch.cat(self._run_tiled(frames0, frames1, times))
         else:
-            outputs = self._run(frames0, frames1, times)
-        return self._to_numpy(outputs, times)
+            stacked = self._run_stacked(frames0, frames1, times)
+        return self._to_numpy(stacked, times)
 
-    def _to_tensor(self, images: list[np.ndarray]) -> torch.Tensor:
-        # uint8 travels to the device (4x less traffic than float), converts there.
-        batch = torch.from_numpy(np.stack(images)).to(self.device, non_blocking=True)
-        return batch.permute(0, 3, 1, 2).float().div_(255.0)
+    def _to_device(self, images: list[np.ndarray]) -> torch.Tensor:
+        """uint8 travels to the device (a quarter of float's bytes) and becomes float in [0, 1] there."""
+        return unit_float(upload_frames(images, self.device))
 
-    def _to_numpy(self, outputs: list[torch.Tensor], times: list[tuple[float, ...]]) -> list[list[np.ndarray]]:
+    def _to_numpy(self, stacked: torch.Tensor, times: list[tuple[float, ...]]) -> list[list[np.ndarray]]:
+        """Every frame of the call (pair-major) converted to uint8 on the device and brought back in one copy."""
+        host = download_frames(unit_float_to_uint8(stacked))
         result: list[list[np.ndarray]] = []
-        for frames, pair_times in zip(outputs, times):
-            as_uint8 = frames.clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
-            host = as_uint8.permute(0, 2, 3, 1).contiguous().cpu().numpy()
-            result.append([host[k] for k in range(len(pair_times))])
+        start = 0
+        for pair_times in times:
+            result.append([host[start + k] for k in range(len(pair_times))])
+            start += len(pair_times)
         return result
 
     def _run(self, frames0: torch.Tensor, frames1: torch.Tensor, times: list[tuple[float, ...]]) -> list[torch.Tensor]:
         """Untiled: returns per pair a (len(times), 3, H, W) float tensor in [0, 1]-ish."""
+        return list(torch.split(self._run_stacked(frames0, frames1, times), [len(ts) for ts in times]))
+
+    def _run_stacked(self, frames0: torch.Tensor, frames1: torch.Tensor, times: list[tuple[float, ...]]) -> torch.Tensor:
+        """Untiled: every time of every pair, pair-major, as one (sum of len(times), 3, H, W) float tensor."""
         padded0, size = pad_to_multiple(frames0)
         padded1, _ = pad_to_multiple(frames1)
         per_pass = max(1, self.max_batch_pixels // (padded0.shape[-1] * padded0.shape[-2]))
@@ -153,8 +163,8 @@ class SuperSloMoInterpolator:
             flows01.append(f01)
             flows10.append(f10)
         flow01, flow10 = torch.cat(flows01), torch.cat(flows10)
-        pair_index = torch.tensor([p for p, ts in enumerate(times) for _ in ts], device=self.device, dtype=torch.long)
-        t_all = torch.tensor([t for ts in times for t in ts], device=self.device, dtype=torch.float32)
+        pair_index = upload(torch.tensor([p for p, ts in enumerate(times) for _ in ts], dtype=torch.long), self.device)
+        t_all = upload(torch.tensor([t for ts in times for t in ts], dtype=torch.float32), self.device)
         pieces = []
         for s in range(0, t_all.numel(), per_pass):
             idx = pair_index[s : s + per_pass]
@@ -162,9 +172,7 @@ class SuperSloMoInterpolator:
                 padded0[idx], padded1[idx], flow01[idx], flow10[idx], t_all[s : s + per_pass]
             ).frames
             pieces.append(crop_to(out, size))
-        stacked = torch.cat(pieces) if pieces else padded0.new_zeros((0, 3, *size))
-        counts = [len(ts) for ts in times]
-        return list(torch.split(stacked, counts))
+        return torch.cat(pieces) if pieces else padded0.new_zeros((0, 3, *size))
 
     def _run_tiled(
         self, frames0: torch.Tensor, frames1: torch.Tensor, times: list[tuple[float, ...]]
@@ -180,9 +188,9 @@ class SuperSloMoInterpolator:
             acc = frames0.new_zeros((len(pair_times), 3, h, w))
             weight = frames0.new_zeros((1, 1, h, w))
             for y in ys:
-                wy = _feather(tile_h, overlap, y == 0, y + tile_h >= h).to(self.device)
+                wy = upload(_feather(tile_h, overlap, y == 0, y + tile_h >= h), self.device)
                 for x in xs:
-                    wx = _feather(tile_w, overlap, x == 0, x + tile_w >= w).to(self.device)
+                    wx = upload(_feather(tile_w, overlap, x == 0, x + tile_w >= w), self.device)
                     window = (slice(None), slice(None), slice(y, y + tile_h), slice(x, x + tile_w))
                     (out,) = self._run(frames0[p : p + 1][window], frames1[p : p + 1][window], [pair_times])
                     mask = (wy[:, None] * wx[None, :])[None, None]

@@ -62,7 +62,9 @@ class SuperSloMo(nn.Module):
     """Flow computation ``UNet(6, 4)`` and arbitrary-time flow interpolation ``UNet(20, 5)``.
 
     Frames are RGB float tensors in [0, 1], NCHW, height and width multiples of 32. The U-Nets run in
-    whatever dtype the module has; warping and fusion always run in fp32.
+    whatever dtype the module has (their inputs are assembled directly in it); flows, warping and fusion
+    stay in fp32: warp coordinates need it (bf16 resolves 1/128 of the half-width, 7 pixels of a 1080p row;
+    fp16 about one) and fusion's output must hold 8-bit levels, which bf16's 8-bit mantissa cannot.
     """
 
     def __init__(self, config: SuperSloMoConfig = SuperSloMoConfig()) -> None:
@@ -71,16 +73,20 @@ class SuperSloMo(nn.Module):
         self.flow_net = UNet(6, 4, config.widths)
         self.interp_net = UNet(20, 5, config.widths)
         self.memory_format = torch.contiguous_format
+        self._stats_on: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
     @property
     def compute_dtype(self) -> torch.dtype:
         return self.flow_net.conv1.weight.dtype
 
     def _stats(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        # Kept out of the module's buffers so a bf16 model still normalises in exact fp32.
-        mean = torch.tensor(self.config.mean, dtype=torch.float32, device=like.device).view(1, 3, 1, 1)
-        std = torch.tensor(self.config.std, dtype=torch.float32, device=like.device).view(1, 3, 1, 1)
-        return mean, std
+        # Kept out of the module's buffers so a bf16 model still normalises in exact fp32; made once per
+        # device, because building a tensor from Python values on a GPU makes the host wait for the stream.
+        if like.device not in self._stats_on:
+            mean = torch.tensor(self.config.mean, dtype=torch.float32).view(1, 3, 1, 1)
+            std = torch.tensor(self.config.std, dtype=torch.float32).view(1, 3, 1, 1)
+            self._stats_on[like.device] = (mean.to(like.device), std.to(like.device))
+        return self._stats_on[like.device]
 
     def normalize(self, frames: torch.Tensor) -> torch.Tensor:
         mean, std = self._stats(frames)
@@ -95,13 +101,21 @@ class SuperSloMo(nn.Module):
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         return self.to(device=device, dtype=dtype, memory_format=self.memory_format)
 
-    def _run(self, net: UNet, x: torch.Tensor) -> torch.Tensor:
-        x = x.to(self.compute_dtype).contiguous(memory_format=self.memory_format)
-        return net(x).float()
+    def _run(self, net: UNet, parts: Sequence[torch.Tensor]) -> torch.Tensor:
+        """``net`` on its inputs concatenated along channels, written once in the compute dtype and layout
+        (the same values as concatenating in fp32 and converting, without the fp32 copy)."""
+        if torch.is_grad_enabled():  # training: a cat into a given tensor takes no part in autograd
+            x = torch.cat(tuple(parts), dim=1).to(self.compute_dtype).contiguous(memory_format=self.memory_format)
+            return net(x).float()
+        n, _, h, w = parts[0].shape
+        channels = sum(p.shape[1] for p in parts)
+        x = torch.empty((n, channels, h, w), dtype=self.compute_dtype, device=parts[0].device,
+                        memory_format=self.memory_format)
+        return net(torch.cat(tuple(parts), dim=1, out=x)).float()
 
     def compute_flows(self, frame0: torch.Tensor, frame1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Bidirectional flows F_0->1 and F_1->0 (pixels), once per pair."""
-        out = self._run(self.flow_net, torch.cat((self.normalize(frame0), self.normalize(frame1)), dim=1))
+        out = self._run(self.flow_net, (self.normalize(frame0), self.normalize(frame1)))
         return out[:, :2], out[:, 2:4]
 
     def synthesize(
@@ -118,7 +132,7 @@ class SuperSloMo(nn.Module):
         flow_t0, flow_t1 = approximate_intermediate_flows(flow01, flow10, t)
         g0 = backward_warp(i0, flow_t0, warp)
         g1 = backward_warp(i1, flow_t1, warp)
-        out = self._run(self.interp_net, torch.cat((i0, i1, flow01, flow10, flow_t1, flow_t0, g1, g0), dim=1))
+        out = self._run(self.interp_net, (i0, i1, flow01, flow10, flow_t1, flow_t0, g1, g0))
         flow_t0 = flow_t0 + out[:, 0:2]
         flow_t1 = flow_t1 + out[:, 2:4]
         visibility0 = torch.sigmoid(out[:, 4:5])
