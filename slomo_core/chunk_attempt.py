@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from fractions import Fraction
 
 import numpy as np
+from av.video.frame import VideoFrame
 
 from slomo_core.errors import InputError, SlomoError
 from slomo_core.interp.base import FrameInterpolator, PairRequest
@@ -54,13 +55,19 @@ def _pairs(frames: Iterator[DecodedFrame]) -> Iterator[tuple[DecodedFrame, Decod
         previous = frame
 
 
+def _original(frame: DecodedFrame) -> np.ndarray | VideoFrame:
+    """An input frame as it goes out: its own decoded YUV samples (no RGB round trip) when kept."""
+    return frame.source if frame.source is not None else frame.image
+
+
 class _Writer:
     """Hands frames to the encoder thread in order and counts them."""
 
-    def __init__(self, sink: BackgroundSink[tuple[np.ndarray, int]], progress: ProgressCallback | None) -> None:
+    def __init__(self, sink: BackgroundSink[tuple[np.ndarray | VideoFrame, int]],
+                 progress: ProgressCallback | None) -> None:
         self.sink, self.progress, self.count = sink, progress, 0
 
-    def write(self, image: np.ndarray, out: OutputFrame) -> None:
+    def write(self, image: np.ndarray | VideoFrame, out: OutputFrame) -> None:
         self.sink.submit((image, out.pts))
         self.count += 1
         if self.progress is not None:
@@ -100,7 +107,7 @@ def _emit_batch(
     for n, (a, _, outs) in enumerate(plans):
         made = iter(synthesized.get(n, ()))
         for out in outs:
-            image = a.image if out.t == 0 or is_cut[n] else next(made)
+            image = _original(a) if out.t == 0 or is_cut[n] else next(made)
             writer.write(image, out)
 
 
@@ -129,15 +136,16 @@ def render_chunk(
     rate_hint = Fraction(spec.rate_hint) if spec.rate_hint else None
     with VideoEncoder(
         segment_path, spec.width, spec.height, Fraction(spec.output_time_base), spec.encoder,
-        frame_rate_hint=rate_hint, rotation=spec.rotation,
+        frame_rate_hint=rate_hint, rotation=spec.rotation, colour=spec.source_colour,
     ) as encoder:
         # Decoding, interpolation and encoding overlap: decoder and encoder run in their own threads.
         encode = clock.timed("encode", encoder.write)
-        sink: BackgroundSink[tuple[np.ndarray, int]] = BackgroundSink(lambda item: encode(*item), ENCODE_QUEUE)
+        sink: BackgroundSink[tuple[np.ndarray | VideoFrame, int]] = BackgroundSink(lambda item: encode(*item), ENCODE_QUEUE)
         writer = _Writer(sink, progress)
         try:
             batch: list[tuple[DecodedFrame, DecodedFrame, list[OutputFrame]]] = []
-            frames = clock.timed_iter("decode", iter_frames(source_path, spec.first_frame, spec.last_frame + 1))
+            frames = clock.timed_iter("decode", iter_frames(source_path, spec.first_frame, spec.last_frame + 1,
+                                                               keep_source=True))
             decoded = prefetch(frames, 2 * spec.batch_pairs + 2)
             for a, b in _pairs(_counted(decoded, spec)):
                 batch.append((a, b, timeline.outputs_between(a.index, a.pts, b.pts)))
@@ -150,7 +158,7 @@ def render_chunk(
             if last is None or last.pts != spec.last_pts:
                 raise InputError(f"{spec.source_uri}: chunk {spec.chunk_index} ended before frame {spec.last_frame}")
             if spec.is_last:
-                writer.write(last.image, timeline.tail_output(last.index, last.pts))
+                writer.write(_original(last), timeline.tail_output(last.index, last.pts))
             with clock.measure("encode"):
                 sink.close()
                 encoder.close()  # flushing the encoder's lookahead is encode time too

@@ -20,9 +20,10 @@ import pyarrow.parquet as pq
 from slomo_core.errors import ConfigError, InputError
 from slomo_core.storage import StorageOptions, exists, read_bytes, read_json, write_bytes, write_json
 from slomo_core.timestamps import RateSpec
+from slomo_core.video.colour import ColourInfo
 from slomo_core.video.encode import EncoderSettings
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: source colour, resolved output pixel format
 _META_KEY = b"slomo.manifest"
 
 
@@ -58,7 +59,8 @@ class ChunkSpec:
     codec: str
     crf: int | None
     preset: str | None
-    pix_fmt: str | None
+    pix_fmt: str | None  # the output's, resolved from the source at planning
+    colour: str | None  # the source's ColourInfo as JSON: the output carries its tags and depth
     scene_threshold: float | None
     batch_pairs: int
     work_uri: str  # the job's folder: segments, markers, status rows
@@ -77,6 +79,10 @@ class ChunkSpec:
     @property
     def encoder(self) -> EncoderSettings:
         return EncoderSettings(codec=self.codec, crf=self.crf, preset=self.preset, pix_fmt=self.pix_fmt)
+
+    @property
+    def source_colour(self) -> ColourInfo | None:
+        return ColourInfo.from_json(self.colour) if self.colour else None
 
     @property
     def pair_count(self) -> int:
