@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from slomo_core.errors import ConfigError
-from slomo_core.interp.base import check_frame_pair
+from slomo_core.interp.base import as_8bit, check_frame_pair
 
 DEFAULT_THRESHOLD = 0.28
 
@@ -91,6 +91,7 @@ class SceneCutDetector:
     def score(self, frame0: np.ndarray, frame1: np.ndarray) -> float:
         """How different the two pictures are, in [0, 1]; symmetric in its arguments."""
         check_frame_pair(frame0, frame1)
+        frame0, frame1 = as_8bit(frame0), as_8bit(frame1)  # a cut is as visible in 8 bits as in 10
         return 0.5 * (self.histogram_distance(frame0, frame1) + self.structure_distance(frame0, frame1))
 
     def is_cut(self, frame0: np.ndarray, frame1: np.ndarray) -> bool:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from slomo_core.errors import ConfigError
-from slomo_core.interp.base import PairRequest, check_frame_pair
+from slomo_core.interp.base import PairRequest, as_8bit, check_frame_pair, full_scale
 from slomo_core.model.synthesis import (
     approximate_intermediate_flows,
     backward_warp,
@@ -108,7 +108,7 @@ class DISInterpolator:
             self._dis.setVariationalRefinementIterations(0)
 
     def _grey(self, frame: np.ndarray) -> np.ndarray:
-        grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+        grey = cv2.cvtColor(as_8bit(frame), cv2.COLOR_RGB2GRAY)  # DIS takes 8-bit grey; fusion keeps the depth
         if self.blur_sigma > 0:
             grey = cv2.GaussianBlur(grey, (0, 0), self.blur_sigma)
         return grey
@@ -160,12 +160,17 @@ class DISInterpolator:
                 visibility0 = visibility0 * _inside(flow_t0, self.outside_weight)
                 visibility1 = visibility1 * _inside(flow_t1, self.outside_weight)
             frames = fuse(warped0[:, :3], warped1[:, :3], visibility0, visibility1, t)
-            rgb = frames.clamp(0, 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+            like = request.frame0
+            rounded = frames.clamp(0, full_scale(like)).round()
+            if like.dtype == np.uint8:
+                rgb = rounded.to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+            else:
+                rgb = rounded.to(torch.int32).permute(0, 2, 3, 1).cpu().numpy().astype(like.dtype)
             out.extend(np.ascontiguousarray(frame) for frame in rgb)
         return out
 
     def interpolate(self, requests: Sequence[PairRequest]) -> list[list[np.ndarray]]:
-        """One list of HxWx3 uint8 RGB frames per request, one frame per requested time, in order."""
+        """One list of HxWx3 RGB frames (the requests' dtype) per request, one frame per requested time, in order."""
         with torch.inference_mode():
             return [self._interpolate_pair(request) for request in requests]
 
@@ -190,7 +195,9 @@ def _pad_to(grey: np.ndarray, size: int) -> np.ndarray:
 
 
 def _image_tensor(frame: np.ndarray, device: torch.device) -> torch.Tensor:
-    """HxWx3 uint8 -> 1x3xHxW float32 in [0, 255]: fusion is linear, so no rescaling is needed."""
+    """HxWx3 uint8/uint16 -> 1x3xHxW float32 in [0, white]: fusion is linear, so no rescaling is needed."""
+    if frame.dtype == np.uint16:
+        frame = frame.astype(np.int32)  # torch has few uint16 kernels
     return torch.from_numpy(np.ascontiguousarray(frame)).to(device).permute(2, 0, 1).unsqueeze(0).float()
 
 

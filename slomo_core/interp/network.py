@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from slomo_core.errors import ConfigError
-from slomo_core.interp.base import PairRequest
+from slomo_core.interp.base import PairRequest, full_scale
 from slomo_core.model.superslomo import SuperSloMo
 from slomo_core.runtime import available_host_memory, cpu_has_native_bf16, resolve_device, resolve_dtype
 
@@ -98,7 +98,7 @@ def resolve_inference_dtype(name: str, device: torch.device) -> torch.dtype:
 
 
 class SuperSloMoInterpolator:
-    """Runs a loaded SuperSloMo model on PairRequests (uint8 RGB numpy in, uint8 RGB numpy out)."""
+    """Runs a loaded SuperSloMo model on PairRequests (uint8 or uint16 RGB numpy in, the same dtype out)."""
 
     name = "superslomo"
 
@@ -132,6 +132,9 @@ class SuperSloMoInterpolator:
                 raise ValueError("all frames of one call must be HxWx3 and the same size")
             if any(not 0.0 < t < 1.0 for t in r.times):
                 raise ValueError(f"times must lie strictly inside (0, 1), got {r.times}")
+        dtype = requests[0].frame0.dtype
+        if any(r.frame0.dtype != dtype or r.frame1.dtype != dtype for r in requests):
+            raise ValueError("all frames of one call must have one dtype")
         frames0 = self._to_tensor([r.frame0 for r in requests])
         frames1 = self._to_tensor([r.frame1 for r in requests])
         times = [tuple(float(t) for t in r.times) for r in requests]
@@ -141,18 +144,26 @@ class SuperSloMoInterpolator:
             outputs = self._run_tiled(frames0, frames1, times)
         else:
             outputs = self._run(frames0, frames1, times)
-        return self._to_numpy(outputs, times)
+        return self._to_numpy(outputs, times, requests[0].frame0)
 
     def _to_tensor(self, images: list[np.ndarray]) -> torch.Tensor:
-        # uint8 travels to the device (4x less traffic than float), converts there.
+        # uint8 (uint16 for deep sources) travels to the device (4x / 2x less traffic than float), converts there.
         batch = torch.from_numpy(np.stack(images)).to(self.device, non_blocking=True)
-        return batch.permute(0, 3, 1, 2).float().div_(255.0)
+        return batch.permute(0, 3, 1, 2).float().div_(full_scale(images[0]))
 
-    def _to_numpy(self, outputs: list[torch.Tensor], times: list[tuple[float, ...]]) -> list[list[np.ndarray]]:
+    def _to_numpy(
+        self, outputs: list[torch.Tensor], times: list[tuple[float, ...]], like: np.ndarray
+    ) -> list[list[np.ndarray]]:
+        """Back to the input's dtype: 8-bit sources stay 8-bit, 16-bit RGB stays 16-bit."""
+        white = full_scale(like)
         result: list[list[np.ndarray]] = []
         for frames, pair_times in zip(outputs, times):
-            as_uint8 = frames.clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
-            host = as_uint8.permute(0, 2, 3, 1).contiguous().cpu().numpy()
+            if like.dtype == np.uint8:
+                as_uint8 = frames.clamp_(0.0, 1.0).mul_(white).round_().to(torch.uint8)
+                host = as_uint8.permute(0, 2, 3, 1).contiguous().cpu().numpy()
+            else:  # in fp32: bf16 would round 16-bit levels to 8 significant bits
+                scaled = frames.float().clamp_(0.0, 1.0).mul_(white).round_().to(torch.int32)
+                host = scaled.permute(0, 2, 3, 1).contiguous().cpu().numpy().astype(like.dtype)
             result.append([host[k] for k in range(len(pair_times))])
         return result
 
