@@ -206,7 +206,7 @@ def output_pix_fmt(codec: str, supported: set[str], source: ColourInfo, width: i
     deepest = max((pixel_depth(f) for f in supported if f.startswith("yuv")), default=8)
     raise ConfigError(
         f"{codec} cannot store {source.bit_depth}-bit video (the source is {source.pix_fmt}, {codec} holds "
-        f"{deepest} bits): choose a codec that can (ffv1, h265) or accept the loss with --pix-fmt {chroma}"
+        f"{deepest} bits): choose a codec that can (ffv1 holds up to 16 bits, h265 12) or accept the loss with --pix-fmt {chroma}"
         + ("" if deepest == 8 else f"{deepest}le")
     )
 
