@@ -6,9 +6,12 @@ SloMo, doing the same work: every input frame written as a PNG file, read back, 
 pair and one timestep at a time in fp32, every output frame written as a PNG, then the PNGs encoded with
 the same encoder and the same audio muxed in. Each run is a fresh subprocess (so peak memory is its own);
 modes alternate, repeats give medians, and both outputs are compared frame by frame (PSNR between them)
-to show the work is the same.
+to show the work is the same. ``--depths 8,10`` prices the 10-bit path instead: the clip is re-encoded
+once per depth with the same encoder (x264, CRF 18, video only) and each copy is converted the same way;
+a 10-bit copy goes through the model as 16-bit RGB and is encoded at 10 bits.
 
     python -m bench.throughput --baseline                       # embedded sample, 4x, light network
+    python -m bench.throughput --model dis --depths 8,10        # the cost of keeping 10 bits
     python -m bench.throughput --clip bikes.mp4 --model dis
     python -m bench.throughput --weights W.pt --device cuda --dtype bf16 --baseline
     python -m bench.throughput --clip bigbuckbunny.mp4 --frames 24 --baseline --device cuda   # minutes, not hours
@@ -159,7 +162,7 @@ def run_old_way(args: argparse.Namespace, source: str, output: str) -> dict:
         video_only = str(Path(tmp, "video.mp4"))
         rate = Fraction(info.average_rate)
         with VideoEncoder(video_only, info.width, info.height, 1 / rate, EncoderSettings(),
-                          frame_rate_hint=rate) as encoder:
+                          frame_rate_hint=rate, colour=info.colour) as encoder:
             encode = clock.timed("encode", encoder.write)
             for index in range(produced):
                 with clock.measure("png"):
@@ -194,8 +197,10 @@ def child(args: argparse.Namespace) -> None:
     print("RESULT " + json.dumps(result), flush=True)
 
 
-def spawn(args: argparse.Namespace, mode: str, keep_output: str | None) -> dict:
+def spawn(args: argparse.Namespace, mode: str, keep_output: str | None, clip: str | None = None) -> dict:
     argv = [sys.executable, str(Path(__file__).resolve()), "--child", mode, *args.passthrough]
+    if clip:
+        argv += ["--clip", clip]  # the last --clip wins
     if keep_output:
         argv += ["--keep-output", keep_output]
     done = subprocess.run(argv, capture_output=True, text=True, check=False)
@@ -203,6 +208,26 @@ def spawn(args: argparse.Namespace, mode: str, keep_output: str | None) -> dict:
     if done.returncode != 0 or not lines:
         raise RuntimeError(f"{mode} run failed:\n{done.stderr[-3000:]}")
     return json.loads(lines[-1][len("RESULT "):])
+
+
+def depth_copy(source: str, depth: int, folder: str) -> str:
+    """The clip's video re-encoded at ``depth`` bits (x264 CRF 18, the source's colour tags), so 8-bit and
+    10-bit runs start from files made the same way."""
+    from slomo_core.video.decode import iter_frames
+    from slomo_core.video.encode import EncoderSettings, VideoEncoder
+    from slomo_core.video.probe import probe
+
+    info = probe(source)
+    path = os.path.join(folder, f"clip-{depth}bit.mp4")
+    settings = EncoderSettings(crf=18, pix_fmt="yuv420p" if depth == 8 else f"yuv420p{depth}le")
+    with VideoEncoder(path, info.width, info.height, info.time_base, settings,
+                      frame_rate_hint=info.average_rate, colour=info.colour) as encoder:
+        for frame in iter_frames(source):
+            image = frame.image
+            if depth > 8 and image.dtype == np.uint8:
+                image = image.astype(np.uint16) * 257  # same picture, 16-bit scale
+            encoder.write(image, frame.pts)
+    return path
 
 
 def agreement_db(path_a: str, path_b: str) -> float:
@@ -253,6 +278,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--baseline", action="store_true", help="also run the old way (network only)")
+    p.add_argument("--depths", help="e.g. 8,10: convert a copy of the clip at each bit depth (the 10-bit path's cost)")
     p.add_argument("--markdown", help="write the table here too")
     p.add_argument("--child", choices=list(MODES), help=argparse.SUPPRESS)
     p.add_argument("--keep-output", help=argparse.SUPPRESS)
@@ -263,7 +289,9 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         p.error("--frames needs at least 2")
     if args.size and not _parse_size(args.size):
         p.error(f"--size {args.size!r}: use WIDTHxHEIGHT, both even, e.g. 1920x1080")
-    keep = {"--child", "--keep-output", "--repeats", "--baseline", "--markdown", "--frames", "--size"}
+    if args.depths and args.baseline:
+        p.error("--depths and --baseline are separate comparisons: give one")
+    keep = {"--child", "--keep-output", "--repeats", "--baseline", "--markdown", "--frames", "--size", "--depths"}
     args.passthrough = []
     for key, value in vars(args).items():
         flag = "--" + key.replace("_", "-")
@@ -306,13 +334,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run_modes(args: argparse.Namespace) -> int:
     modes = ["slomo", "old-way"] if args.baseline else ["slomo"]
-    results: dict[str, list[dict]] = {m: [] for m in modes}
+    rows = {m: (m, None) for m in modes}  # row label -> (mode, clip override)
+    results: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory(prefix="slomo-bench-out-") as keep:
-        kept = {m: os.path.join(keep, f"{m}.mp4") for m in modes}
+        if args.depths:
+            depths = [int(d) for d in args.depths.split(",")]
+            clip = resolve_clip(args.passthrough[args.passthrough.index("--clip") + 1])  # cut by --frames/--size
+            rows = {f"slomo {d}-bit": ("slomo", depth_copy(clip, d, keep)) for d in depths}
+        results = {label: [] for label in rows}
+        kept = {label: os.path.join(keep, f"{n}.mp4") for n, label in enumerate(rows)}
         for repeat in range(args.repeats):
-            for mode in modes:  # alternate, so drift in machine load hits both
-                results[mode].append(spawn(args, mode, kept[mode] if repeat == 0 else None))
-                print(f"{mode} run {repeat + 1}: {results[mode][-1]['wall_s']:.1f} s", file=sys.stderr, flush=True)
+            for label, (mode, clip) in rows.items():  # alternate, so drift in machine load hits every row
+                results[label].append(spawn(args, mode, kept[label] if repeat == 0 else None, clip))
+                print(f"{label} run {repeat + 1}: {results[label][-1]['wall_s']:.1f} s", file=sys.stderr, flush=True)
         agreement = agreement_db(kept["slomo"], kept["old-way"]) if args.baseline else None
     model = args.model if args.model == "dis" else f"network ({args.weights or 'random ' + args.widths}), {args.dtype}"
     cut = "".join([f", first {args.frames} frames" if args.frames else "", f", resized to {args.size}" if args.size else ""])

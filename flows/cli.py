@@ -83,6 +83,9 @@ def _add_convert_options(parser: argparse.ArgumentParser) -> None:
     _setting(enc, "--codec", choices=CODEC_CHOICES, help="h264, h265, av1 (SVT-AV1) or ffv1 (lossless)")
     _setting(enc, "--crf", type=int, help="quality (lower is better); defaults: h264 18, h265 20, av1 30")
     _setting(enc, "--preset", help="encoder speed preset (x264/x265 names such as medium; SVT-AV1 0-13)")
+    _setting(enc, "--pix-fmt", metavar="FORMAT",
+             help="output pixel format, e.g. yuv420p to accept 8 bits from a deeper source "
+             "(default: the source's own format and bit depth where the codec holds it, else 4:2:0 at that depth)")
     _setting(enc, "--audio", choices=AUDIO_MODES,
              help="fps mode: copy (default) or drop; slowmo mode: drop (default) or stretch (pitch kept)")
     _setting(enc, "--subtitles", choices=SUBTITLE_MODES,
@@ -289,6 +292,7 @@ def _cmd_probe(args: argparse.Namespace) -> int:
         convertible = f"no: {exc}"
     pts = index.pts
     facts = asdict(info)
+    facts["colour"] = info.colour.describe() if info.colour else None  # names, the guess said as such
     facts["frames"] = len(pts)
     if len(pts) >= 2:
         steps = {b - a for a, b in zip(pts, pts[1:])}
@@ -304,6 +308,11 @@ def _cmd_probe(args: argparse.Namespace) -> int:
             value = ", ".join(f"{k}={v}" for k, v in value.items())
         elif key == "subtitles":
             value = ", ".join(f"{s['codec']} ({s['language'] or 'no language'})" for s in value) or "none"
+        elif key == "colour" and value:
+            for name, fact in value.items():
+                if name != "pix_fmt":  # printed above
+                    print(f"{name:20s} {fact}")
+            continue
         print(f"{key:20s} {value}")
     return EXIT_OK
 

@@ -18,6 +18,7 @@ from collections.abc import Set as AbstractSet
 from fractions import Fraction
 
 import numpy as np
+from av.video.frame import VideoFrame
 
 from slomo_core.dedup import frame_set
 from slomo_core.errors import InputError, SlomoError
@@ -83,13 +84,19 @@ def _kept_pairs(frames: Iterator[DecodedFrame], timeline: OutputTimeline, droppe
         raise InputError(f"chunk ends on frame {previous.index}, a dropped repeat: the plan is inconsistent")  # type: ignore[union-attr]
 
 
+def _original(frame: DecodedFrame) -> np.ndarray | VideoFrame:
+    """An input frame as it goes out: its own decoded YUV samples (no RGB round trip) when kept."""
+    return frame.source if frame.source is not None else frame.image
+
+
 class _Writer:
     """Hands frames to the encoder thread in order and counts them."""
 
-    def __init__(self, sink: BackgroundSink[tuple[np.ndarray, int]], progress: ProgressCallback | None) -> None:
+    def __init__(self, sink: BackgroundSink[tuple[np.ndarray | VideoFrame, int]],
+                 progress: ProgressCallback | None) -> None:
         self.sink, self.progress, self.count = sink, progress, 0
 
-    def write(self, image: np.ndarray, out: OutputFrame) -> None:
+    def write(self, image: np.ndarray | VideoFrame, out: OutputFrame) -> None:
         self.sink.submit((image, out.pts))
         self.count += 1
         if self.progress is not None:
@@ -129,7 +136,7 @@ def _emit_batch(
     for n, (a, _, outs, hold) in enumerate(batch):
         made = iter(synthesized.get(n, ()))
         for out in outs:
-            image = a.image if out.t == 0 or is_cut[n] or hold else next(made)
+            image = _original(a) if out.t == 0 or is_cut[n] or hold else next(made)
             writer.write(image, out)
 
 
@@ -159,17 +166,18 @@ def render_chunk(
     rate_hint = Fraction(spec.rate_hint) if spec.rate_hint else None
     with VideoEncoder(
         segment_path, spec.width, spec.height, Fraction(spec.output_time_base), spec.encoder,
-        frame_rate_hint=rate_hint, rotation=spec.rotation,
+        frame_rate_hint=rate_hint, rotation=spec.rotation, colour=spec.source_colour,
         sample_aspect_ratio=Fraction(spec.sample_aspect_ratio) if spec.sample_aspect_ratio else None,
         progressive=spec.field_order == "progressive",
     ) as encoder:
         # Decoding, interpolation and encoding overlap: decoder and encoder run in their own threads.
         encode = clock.timed("encode", encoder.write)
-        sink: BackgroundSink[tuple[np.ndarray, int]] = BackgroundSink(lambda item: encode(*item), ENCODE_QUEUE)
+        sink: BackgroundSink[tuple[np.ndarray | VideoFrame, int]] = BackgroundSink(lambda item: encode(*item), ENCODE_QUEUE)
         writer = _Writer(sink, progress)
         try:
             batch: list[KeptPair] = []
-            frames = clock.timed_iter("decode", iter_frames(source_path, spec.first_frame, spec.last_frame + 1))
+            frames = clock.timed_iter("decode", iter_frames(source_path, spec.first_frame, spec.last_frame + 1,
+                                                               keep_source=True))
             decoded = prefetch(frames, 2 * spec.batch_pairs + 2)
             dropped, held = frame_set(spec.dropped_frames), frame_set(spec.held_frames)
             for pair in _kept_pairs(_counted(decoded, spec), timeline, dropped, held):
@@ -183,7 +191,7 @@ def render_chunk(
             if last is None or last.pts != spec.last_pts:
                 raise InputError(f"{spec.source_uri}: chunk {spec.chunk_index} ended before frame {spec.last_frame}")
             if spec.is_last:
-                writer.write(last.image, timeline.tail_output(last.index, last.pts))
+                writer.write(_original(last), timeline.tail_output(last.index, last.pts))
             with clock.measure("encode"):
                 sink.close()
                 encoder.close()  # flushing the encoder's lookahead is encode time too

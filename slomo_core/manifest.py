@@ -12,7 +12,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -22,7 +22,10 @@ from slomo_core.storage import StorageOptions, exists, read_bytes, read_json, wr
 from slomo_core.timestamps import RateSpec
 from slomo_core.video.choices import EncoderSettings
 
-SCHEMA_VERSION = 1
+if TYPE_CHECKING:
+    from slomo_core.video.colour import ColourInfo
+
+SCHEMA_VERSION = 2  # 2: source colour, resolved output pixel format
 _META_KEY = b"slomo.manifest"
 
 
@@ -58,7 +61,8 @@ class ChunkSpec:
     codec: str
     crf: int | None
     preset: str | None
-    pix_fmt: str | None
+    pix_fmt: str | None  # the output's, resolved from the source at planning
+    colour: str | None  # the source's ColourInfo as JSON: the output carries its tags and depth
     scene_threshold: float | None
     batch_pairs: int
     work_uri: str  # the job's folder: segments, markers, status rows
@@ -83,6 +87,12 @@ class ChunkSpec:
     @property
     def encoder(self) -> EncoderSettings:
         return EncoderSettings(codec=self.codec, crf=self.crf, preset=self.preset, pix_fmt=self.pix_fmt)
+
+    @property
+    def source_colour(self) -> ColourInfo | None:
+        from slomo_core.video.colour import ColourInfo  # PyAV: only where a chunk is rendered
+
+        return ColourInfo.from_json(self.colour) if self.colour else None
 
     @property
     def pair_count(self) -> int:

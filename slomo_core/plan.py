@@ -225,6 +225,8 @@ def plan_job(
     check_output_clock(output_uri, full, pts)
     layout = JobLayout.for_job(source_uri, source_id, output_uri, work_root, settings, chunk_length)
     job_id = layout.job_id
+    # One line, before any work, when the codec cannot hold the source's depth (see output_pix_fmt).
+    output_pix_fmt = settings.encoder.resolve_pix_fmt(info.width, info.height, info.colour)
     repeats = scan_repeats(local, settings.dedup_threshold, len(pts)) if settings.dedup_threshold is not None else None
     ranges = chunk_boundaries(len(pts) - 1, index.keyframes, chunk_length.in_pairs(pts, info.time_base),
                               avoid=frozenset(repeats.dropped) if repeats else frozenset())
@@ -246,7 +248,8 @@ def plan_job(
                 rate_hint=str(rate_hint) if rate_hint is not None else None,
                 model=settings.model, weights_uri=settings.weights_uri, weights_sha256=settings.weights_sha256,
                 codec=settings.encoder.codec, crf=settings.encoder.crf, preset=settings.encoder.preset,
-                pix_fmt=settings.encoder.pix_fmt, scene_threshold=settings.scene_threshold,
+                pix_fmt=output_pix_fmt, colour=info.colour.to_json() if info.colour else None,
+                scene_threshold=settings.scene_threshold,
                 batch_pairs=settings.batch_pairs, work_uri=layout.work_uri, output_uri=output_uri,
                 audio_mode=settings.resolved_audio_mode(), **(repeats.chunk_fields(s, e) if repeats else {}),
                 subtitle_mode=settings.resolved_subtitle_mode(),

@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from slomo_core.errors import ConfigError
-from slomo_core.interp.base import check_frame_pair
+from slomo_core.interp.base import as_8bit, check_frame_pair
 
 DEFAULT_THRESHOLD = 0.28
 # DIS needs frames at least this large; smaller ones are compared without motion compensation.
@@ -120,6 +120,7 @@ class SceneCutDetector:
         """The score; when the score without motion compensation is already under ``settled_below``, that
         one (compensation can only lower it, so the decision stands): most pairs skip the flow."""
         check_frame_pair(frame0, frame1)
+        frame0, frame1 = as_8bit(frame0), as_8bit(frame1)  # a cut is as visible in 8 bits as in 10
         histogram = self.histogram_distance(frame0, frame1)
         structure = self.structure_distance(frame0, frame1)
         if settled_below is None or 0.5 * (histogram + structure) >= settled_below:

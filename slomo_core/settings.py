@@ -103,6 +103,7 @@ class ConversionSettings(BaseModel):
     codec: Literal[CODEC_CHOICES] = Field("h264", description="output video codec")  # type: ignore[valid-type]
     crf: int | None = Field(None, description="quality, lower is better (default: the codec's)")
     preset: str | None = Field(None, description="encoder speed preset")
+    pix_fmt: str | None = Field(None, description="output pixel format (default: the source's format and depth)")
     audio: Literal[AUDIO_MODES] | None = Field(  # type: ignore[valid-type]
         None, description="fps mode: copy (default) or drop; slowmo mode: drop (default) or stretch")
     subtitles: Literal[SUBTITLE_MODES] | None = Field(  # type: ignore[valid-type]
@@ -161,7 +162,8 @@ class ConversionSettings(BaseModel):
     def job_settings(self) -> JobSettings:
         """Everything that shapes the output (part of the job id)."""
         return JobSettings(
-            spec=self.rate_spec, encoder=EncoderSettings(codec=self.codec, crf=self.crf, preset=self.preset),
+            spec=self.rate_spec,
+            encoder=EncoderSettings(codec=self.codec, crf=self.crf, preset=self.preset, pix_fmt=self.pix_fmt),
             audio_mode=self.audio, scene_threshold=self.scene_threshold, batch_pairs=self.batch_pairs,
             model=self.model, weights_uri=self.weights, weights_sha256=self.weights_sha256,
             dedup_threshold=self.dedup_threshold if self.dedup else None,

@@ -16,7 +16,7 @@ import torch
 
 from slomo_core.interp.dis import DISInterpolator
 from slomo_core.interp.network import SuperSloMoInterpolator
-from slomo_core.interp.transfer import download_frames, unit_float, unit_float_to_uint8, upload_frames
+from slomo_core.interp.transfer import download_frames, unit_float, unit_float_to_levels, upload_frames
 from tests.data.engine.make_golden import NETWORK_CASES, network, outputs, requests_for
 
 GOLDEN = Path(__file__).parent / "data" / "engine" / "engine_golden.npz"
@@ -50,10 +50,10 @@ def test_round_trip_keeps_every_level() -> None:
     image = np.stack([np.tile(levels, (4, 1)), np.tile(levels[::-1], (4, 1)), np.full((4, 256), 7, np.uint8)], axis=2)
     on_device = upload_frames([image, image[::-1].copy()], torch.device("cpu"))
     assert on_device.dtype == torch.uint8 and on_device.shape == (2, 3, 4, 256)
-    back = download_frames(unit_float_to_uint8(unit_float(on_device)))
+    back = download_frames(unit_float_to_levels(unit_float(on_device)))
     assert np.array_equal(back[0], image) and np.array_equal(back[1], image[::-1])
 
 
 def test_outputs_are_clamped_not_wrapped() -> None:
     frames = torch.tensor([-0.5, 0.0, 0.5, 1.0, 1.7]).view(1, 1, 1, 5).expand(1, 3, 1, 5).clone()
-    assert download_frames(unit_float_to_uint8(frames))[0, 0, :, 0].tolist() == [0, 0, 128, 255, 255]
+    assert download_frames(unit_float_to_levels(frames))[0, 0, :, 0].tolist() == [0, 0, 128, 255, 255]

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from slomo_core.errors import ConfigError
-from slomo_core.interp.base import PairRequest, check_frame_pair
+from slomo_core.interp.base import PairRequest, as_8bit, check_frame_pair
 from slomo_core.interp.transfer import download_frames, upload_frames
 from slomo_core.model.synthesis import (
     approximate_intermediate_flows,
@@ -109,7 +109,7 @@ class DISInterpolator:
             self._dis.setVariationalRefinementIterations(0)
 
     def _grey(self, frame: np.ndarray) -> np.ndarray:
-        grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+        grey = cv2.cvtColor(as_8bit(frame), cv2.COLOR_RGB2GRAY)  # DIS takes 8-bit grey; fusion keeps the depth
         if self.blur_sigma > 0:
             grey = cv2.GaussianBlur(grey, (0, 0), self.blur_sigma)
         return grey
@@ -161,12 +161,15 @@ class DISInterpolator:
                 visibility0 = visibility0 * _inside(flow_t0, self.outside_weight)
                 visibility1 = visibility1 * _inside(flow_t1, self.outside_weight)
             frames = fuse(warped0[:, :3], warped1[:, :3], visibility0, visibility1, t)
-            rgb = download_frames(frames.clamp(0, 255).round().to(torch.uint8).permute(0, 2, 3, 1))
-            out.extend(rgb)
+            if request.frame0.dtype == np.uint8:
+                levels = frames.clamp(0, 255).round().to(torch.uint8)
+            else:  # 16-bit RGB of a deep source stays 16-bit
+                levels = frames.clamp(0, 65535).round().to(torch.int32).to(torch.uint16)
+            out.extend(download_frames(levels.permute(0, 2, 3, 1)))
         return out
 
     def interpolate(self, requests: Sequence[PairRequest]) -> list[list[np.ndarray]]:
-        """One list of HxWx3 uint8 RGB frames per request, one frame per requested time, in order."""
+        """One list of HxWx3 RGB frames (the requests' dtype) per request, one frame per requested time, in order."""
         with torch.inference_mode():
             return [self._interpolate_pair(request) for request in requests]
 
@@ -191,8 +194,8 @@ def _pad_to(grey: np.ndarray, size: int) -> np.ndarray:
 
 
 def _image_tensor(frame: np.ndarray, device: torch.device) -> torch.Tensor:
-    """HxWx3 uint8 -> 1x3xHxW float32 in [0, 255] (converted on the device): fusion is linear, so no rescaling
-    is needed."""
+    """HxWx3 uint8/uint16 -> 1x3xHxW float32 in [0, white] (converted on the device): fusion is linear, so
+    no rescaling is needed."""
     return upload_frames([frame], device).float()
 
 

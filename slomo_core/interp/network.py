@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from slomo_core.errors import ConfigError
 from slomo_core.interp.base import PairRequest
 from slomo_core.interp.inference import InferenceSettings
-from slomo_core.interp.transfer import download_frames, unit_float, unit_float_to_uint8, upload, upload_frames
+from slomo_core.interp.transfer import download_frames, unit_float, unit_float_to_levels, upload, upload_frames
 from slomo_core.model.superslomo import SuperSloMo
 from slomo_core.runtime import available_host_memory, cpu_has_native_bf16, resolve_device, resolve_dtype
 
@@ -85,7 +85,7 @@ def resolve_inference_dtype(name: str, device: torch.device) -> torch.dtype:
 
 
 class SuperSloMoInterpolator:
-    """Runs a loaded SuperSloMo model on PairRequests (uint8 RGB numpy in, uint8 RGB numpy out)."""
+    """Runs a loaded SuperSloMo model on PairRequests (uint8 or uint16 RGB numpy in, the same dtype out)."""
 
     name = "superslomo"
 
@@ -123,6 +123,9 @@ class SuperSloMoInterpolator:
                 raise ValueError("all frames of one call must be HxWx3 and the same size")
             if any(not 0.0 < t < 1.0 for t in r.times):
                 raise ValueError(f"times must lie strictly inside (0, 1), got {r.times}")
+        dtype = requests[0].frame0.dtype
+        if any(r.frame0.dtype != dtype or r.frame1.dtype != dtype for r in requests):
+            raise ValueError("all frames of one call must have one dtype")
         frames0 = self._to_device([r.frame0 for r in requests])
         frames1 = self._to_device([r.frame1 for r in requests])
         times = [tuple(float(t) for t in r.times) for r in requests]
@@ -132,15 +135,18 @@ class SuperSloMoInterpolator:
             stacked = torch.cat(self._run_tiled(frames0, frames1, times))
         else:
             stacked = self._run_stacked(frames0, frames1, times)
-        return self._to_numpy(stacked, times)
+        return self._to_numpy(stacked, times, torch.uint8 if dtype == np.uint8 else torch.uint16)
 
     def _to_device(self, images: list[np.ndarray]) -> torch.Tensor:
-        """uint8 travels to the device (a quarter of float's bytes) and becomes float in [0, 1] there."""
+        """uint8 (uint16 for deep sources) travels to the device (a quarter / half of float's bytes) and
+        becomes float in [0, 1] there."""
         return unit_float(upload_frames(images, self.device))
 
-    def _to_numpy(self, stacked: torch.Tensor, times: list[tuple[float, ...]]) -> list[list[np.ndarray]]:
-        """Every frame of the call (pair-major) converted to uint8 on the device and brought back in one copy."""
-        host = download_frames(unit_float_to_uint8(stacked))
+    def _to_numpy(self, stacked: torch.Tensor, times: list[tuple[float, ...]],
+                  dtype: torch.dtype) -> list[list[np.ndarray]]:
+        """Every frame of the call (pair-major) converted to the input's dtype on the device (8-bit sources stay
+        8-bit, 16-bit RGB stays 16-bit) and brought back in one copy."""
+        host = download_frames(unit_float_to_levels(stacked, dtype))
         result: list[list[np.ndarray]] = []
         start = 0
         for pair_times in times:

@@ -7,8 +7,12 @@ audio code (which load PyAV) lets a finished job return without loading FFmpeg, 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from slomo_core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from slomo_core.video.colour import ColourInfo
 
 AUDIO_MODES = ("copy", "drop", "stretch")
 SUBTITLE_MODES = ("copy", "stretch", "drop")  # subtitles and chapters (video/side_streams.py)
@@ -66,14 +70,19 @@ class EncoderSettings:
         """The preset actually used (None for ffv1, which has none)."""
         return self.preset if self.preset is not None else _DEFAULT_PRESET.get(self.codec)
 
-    def resolve_pix_fmt(self, width: int, height: int) -> str:
-        """The pixel format for this frame size.
+    def resolve_pix_fmt(self, width: int, height: int, source: ColourInfo | None = None) -> str:
+        """The pixel format for this frame size (and source: its own format and depth, see output_pix_fmt).
 
-        yuv420p by default; yuv444p when a side is odd (x264/x265 4:2:0 needs even sizes) and for
-        ffv1. av1 (SVT-AV1) only encodes 4:2:0 but accepts odd sizes, so it stays yuv420p.
+        Without a source: yuv420p by default; yuv444p when a side is odd (x264/x265 4:2:0 needs even
+        sizes) and for ffv1. av1 (SVT-AV1) only encodes 4:2:0 but accepts odd sizes, so it stays yuv420p.
         """
         if self.pix_fmt is not None:
             return self.pix_fmt
+        if source is not None:
+            from slomo_core.video.colour import output_pix_fmt  # FFmpeg: loaded once a job is planned
+            from slomo_core.video.encode import encoder_pix_fmts
+
+            return output_pix_fmt(self.codec, encoder_pix_fmts(self.codec), source, width, height)
         if self.codec == "ffv1":
             return "yuv444p"
         if self.codec == "av1":

@@ -5,8 +5,9 @@ B-frame files keep their timing. A range of frames (a chunk) is decoded by seeki
 at or before its first frame and dropping what precedes it; the count is checked, never padded.
 
 Colour: YUV -> RGB uses the matrix and range the file is tagged with. Untagged files get the
-guess players make: BT.709 from 720 lines up, BT.601 below. ``encode.py`` always writes BT.709
-limited range and tags it, so ``decode(encode(x)) ~= x`` and the output looks like the input.
+guess players make: BT.709 from 720 lines up, BT.601 below (colour.py). Sources deeper than 8 bits
+give 16-bit RGB. ``encode.py`` converts back with the same matrix and range and copies the tags, so
+``decode(encode(x)) ~= x`` and the output looks like the input.
 Both directions use swscale with ``SWS_FLAGS`` (bilinear chroma, accurate rounding, full chroma
 interpolation): swscale's default fast YUV->RGB path is biased by about -1 level per channel, so a
 round trip through the defaults darkens every frame slightly.
@@ -24,9 +25,10 @@ import av.error
 import av.video.stream
 import numpy as np
 from av.video.frame import VideoFrame
-from av.video.reformatter import Colorspace, Interpolation, VideoReformatter
+from av.video.reformatter import ColorRange, Interpolation, VideoReformatter
 
 from slomo_core.errors import ConfigError, InputError
+from slomo_core.video.colour import colour_of_frame
 from slomo_core.video.probe import FrameIndex, ffmpeg_reason, find_video_stream, open_input, read_frame_index
 
 log = logging.getLogger(__name__)
@@ -34,31 +36,42 @@ log = logging.getLogger(__name__)
 # How many times to step back to an earlier keyframe when a seek lands after the wanted frame
 # (possible when a keyframe's dts is before a wanted frame's pts but its pts after it).
 _MAX_SEEK_RETRIES = 4
-_AVCOL_SPC_UNSPECIFIED = 2
-_HD_MIN_HEIGHT = 720
 
 # swscale flags for YUV<->RGB, shared with encode.py (unbiased round trip; ~17 ms per 1080p frame).
 SWS_FLAGS = (
     Interpolation.BILINEAR | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT | Interpolation.FULL_CHR_H_INP
 )
+# YUV -> 16-bit RGB (sources deeper than 8 bits): without FULL_CHR_H_INT, which swscale gets wrong for
+# 4:2:0 -> rgb48 (a 10-bit BT.2020 round trip was off by 225 codes on average, biased -130; 12 without it).
+DEEP_SWS_FLAGS = Interpolation.BILINEAR | Interpolation.ACCURATE_RND
 
 
 @dataclass(frozen=True)
 class DecodedFrame:
-    """One displayed frame: its display index in the file, its pts in the stream time base, RGB pixels."""
+    """One displayed frame: its display index in the file, its pts in the stream time base, RGB pixels.
+
+    ``source`` is the decoded frame itself when asked for (``keep_source``), so an original frame can be
+    re-encoded from its own YUV samples instead of a round trip through RGB.
+    """
 
     index: int
     pts: int
-    image: np.ndarray  # HxWx3 uint8 RGB, C-contiguous
+    image: np.ndarray  # HxWx3 RGB, C-contiguous: uint8 for 8-bit sources, uint16 (full 16-bit scale) for deeper
+    source: VideoFrame | None = None
 
 
 def frame_to_rgb(frame: VideoFrame, reformatter: VideoReformatter | None = None) -> np.ndarray:
-    """HxWx3 uint8 RGB with the file's colour matrix (or the players' guess when untagged)."""
-    src_colorspace = None  # None: PyAV uses the frame's own tag (and its range tag)
-    if frame.colorspace == _AVCOL_SPC_UNSPECIFIED:
-        src_colorspace = Colorspace.ITU709 if frame.height >= _HD_MIN_HEIGHT else Colorspace.ITU601
+    """HxWx3 RGB with the file's colour matrix and range (or the players' guess when untagged).
+
+    uint8 for 8-bit frames, uint16 for deeper ones (10-bit samples never pass through 8 bits).
+    """
+    colour = colour_of_frame(frame)
     reformatter = reformatter or VideoReformatter()
-    rgb = reformatter.reformat(frame, format="rgb24", src_colorspace=src_colorspace, interpolation=SWS_FLAGS)
+    rgb = reformatter.reformat(
+        frame, format=colour.rgb_format, src_colorspace=colour.sws_matrix,
+        src_color_range=ColorRange(colour.effective_range),
+        interpolation=SWS_FLAGS if colour.bit_depth <= 8 else DEEP_SWS_FLAGS,
+    )
     return np.ascontiguousarray(rgb.to_ndarray())
 
 
@@ -173,7 +186,8 @@ def _numbered_from_keyframe(path: str, index: FrameIndex, start_index: int, thre
     yield from enumerate(_frames_from_start(path, threads))
 
 
-def _counted_frames(path: str, index: FrameIndex, start_index: int, stop_index: int, threads: int) -> Iterator[DecodedFrame]:
+def _counted_frames(path: str, index: FrameIndex, start_index: int, stop_index: int, threads: int,
+                    keep_source: bool) -> Iterator[DecodedFrame]:
     """Frames of a file whose timestamps were repaired: display frame k gets ``index.pts[k]``, k found by
     counting frames from a keyframe the index knows, so no decoder timestamp needs to be right."""
     source = _numbered_from_keyframe(path, index, start_index, threads)
@@ -191,7 +205,8 @@ def _counted_frames(path: str, index: FrameIndex, start_index: int, stop_index: 
                 )
             number, frame = item
             if number >= start_index:
-                yield DecodedFrame(index=number, pts=index.pts[number], image=_rgb(frame, reformatter, path, number))
+                yield DecodedFrame(index=number, pts=index.pts[number], image=_rgb(frame, reformatter, path, number),
+                                   source=frame if keep_source else None)
                 delivered = number + 1
     finally:
         source.close()
@@ -205,13 +220,15 @@ def iter_frames(
     threads: int = 0,
     timestamps: Sequence[int] | None = None,
     index: FrameIndex | None = None,
+    keep_source: bool = False,
 ) -> Iterator[DecodedFrame]:
     """Yield frames ``start_index`` .. ``stop_index - 1`` (display order) with exact pts.
 
     ``index`` (optional) is ``read_frame_index(path)`` if the caller already has it, and is read here
     if neither it nor ``timestamps`` (its ``pts``, for files whose timestamps needed no repair) is
     given. Every delivered pts is the index's: checked against the decoder's, or, where the index
-    repaired them, assigned by counting frames. ``threads`` = 0 lets FFmpeg pick.
+    repaired them, assigned by counting frames. ``threads`` = 0 lets FFmpeg pick. ``keep_source`` keeps
+    each decoded VideoFrame on its DecodedFrame (for re-encoding original frames without an RGB round trip).
     InputError on decode errors, timestamps that disagree with the index, a truncated stream, or a
     range the file does not have: exactly ``stop_index - start_index`` frames or an error.
     """
@@ -227,7 +244,7 @@ def iter_frames(
             f"{path}: frames {start_index}..{last_wanted} requested but the video has {len(expected)} frames"
         )
     if index is not None and index.repair is not None:
-        yield from _counted_frames(path, index, start_index, stop_index or len(expected), threads)
+        yield from _counted_frames(path, index, start_index, stop_index or len(expected), threads, keep_source)
         return
 
     if start_index > 0:
@@ -250,7 +267,8 @@ def iter_frames(
                 raise InputError(f"{path}: frame {index_now} has pts {pts}, not after the previous frame's {prev_pts}")
             if index_now < len(expected) and pts != expected[index_now]:
                 raise InputError(f"{path}: frame {index_now} has pts {pts} but the packets say {expected[index_now]}")
-            yield DecodedFrame(index=index_now, pts=pts, image=_rgb(frame, reformatter, path, index_now))
+            yield DecodedFrame(index=index_now, pts=pts, image=_rgb(frame, reformatter, path, index_now),
+                               source=frame if keep_source else None)
             prev_pts = pts
             index_now += 1
     finally:

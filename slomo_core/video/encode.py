@@ -3,8 +3,10 @@
 The codec and stream time base are the caller's time base (for MP4/MOV the track timescale is
 forced to its denominator, otherwise the muxer would turn 1/25 into 1/12800, and so is the movie
 timescale, which holds the edit lists), so a reader gets
-back the same integers. Colour: RGB -> YUV with BT.709, limited range, and the output is tagged
-so (the inverse of what ``decode.py`` does on tagged input, with the same swscale flags).
+back the same integers. Colour: given the source's ``ColourInfo`` (colour.py), the output carries its
+tags and HDR metadata, RGB -> YUV uses its matrix and range (the inverse of ``decode.py``, with the
+same swscale flags), and a source frame passed through as a ``VideoFrame`` keeps its YUV samples.
+Without it (tools and tests that make new clips): BT.709, limited range, tagged so.
 
 Matroska's clock is fixed at 1 ms: there each pts is rounded to the nearest tick, as FFmpeg does.
 """
@@ -25,11 +27,12 @@ import av.container
 import av.error
 import av.video.stream
 import numpy as np
-from av.video.frame import VideoFrame
+from av.video.frame import PictureType, VideoFrame
 from av.video.reformatter import ColorRange, Colorspace, VideoReformatter
 
 from slomo_core.errors import ConfigError, OutputError
 from slomo_core.video.choices import CODECS, EncoderSettings
+from slomo_core.video.colour import ColourInfo, for_output, hdr_encoder_params
 from slomo_core.video.decode import SWS_FLAGS
 from slomo_core.video.probe import ffmpeg_reason
 
@@ -55,14 +58,16 @@ def encoder_pix_fmts(codec: str) -> set[str]:
     return {fmt.name for fmt in formats}
 
 
-def _codec_options(settings: EncoderSettings) -> dict[str, str]:
+def _codec_options(settings: EncoderSettings, colour: ColourInfo | None = None) -> dict[str, str]:
     crf, preset = settings.resolved_crf(), settings.resolved_preset()
+    hdr = hdr_encoder_params(settings.codec, colour) if colour is not None else {}
     if settings.codec == "h264":
-        return {"crf": str(crf), "preset": str(preset)}
+        return {"crf": str(crf), "preset": str(preset), **hdr}
     if settings.codec == "h265":
-        return {"crf": str(crf), "preset": str(preset), "x265-params": "log-level=error"}
+        x265 = ":".join(["log-level=error", *hdr.values()])
+        return {"crf": str(crf), "preset": str(preset), "x265-params": x265}
     if settings.codec == "av1":
-        return {"crf": str(crf), "preset": str(preset)}
+        return {"crf": str(crf), "preset": str(preset), **hdr}
     return {"level": "3", "slicecrc": "1"}  # ffv1: version 3 = multithreaded slices with CRCs
 
 
@@ -75,14 +80,16 @@ def muxer_for(path: str) -> str:
 
 
 def container_options(muxer: str, time_base: Fraction) -> dict[str, str]:
-    """Muxer options so MP4/MOV store ``time_base`` ticks exactly.
+    """Muxer options so MP4/MOV store ``time_base`` ticks exactly, and the colour tags always.
 
     The track timescale holds the pts; the movie timescale holds edit lists, including the empty
     edit that encodes a non-zero start (default 1000 would round a 5000/30000 s start to 4980).
+    ``write_colr``: without it the 'colr' box is only written when matrix, primaries and transfer are
+    all tagged, and codecs without colour fields of their own (FFV1) would lose a partly tagged source's.
     """
     if muxer in _TIMESCALE_MUXERS:
         scale = str(time_base.denominator)
-        return {"video_track_timescale": scale, "movie_timescale": scale}
+        return {"video_track_timescale": scale, "movie_timescale": scale, "movflags": "+write_colr"}
     return {}
 
 
@@ -180,6 +187,7 @@ class VideoEncoder:
         rotation: int = 0,
         sample_aspect_ratio: Fraction | None = None,
         progressive: bool = False,
+        colour: ColourInfo | None = None,
     ) -> None:
         settings.validate()
         if width <= 0 or height <= 0:
@@ -196,7 +204,8 @@ class VideoEncoder:
         self.height = height
         self.time_base = time_base
         self.settings = settings
-        self.pix_fmt = settings.resolve_pix_fmt(width, height)
+        self.pix_fmt = settings.resolve_pix_fmt(width, height, colour)
+        self.colour = for_output(colour, self.pix_fmt) if colour is not None else None
         self.frames_written = 0
         self._last_pts: int | None = None
         self._closed = False
@@ -231,7 +240,7 @@ class VideoEncoder:
         stream = self._container.add_stream(
             CODECS[self.settings.codec],
             rate=_rate_hint(self.time_base, frame_rate_hint),
-            options=_codec_options(self.settings),
+            options=_codec_options(self.settings, self.colour),
         )
         stream.width = self.width
         stream.height = self.height
@@ -240,7 +249,13 @@ class VideoEncoder:
         ctx = stream.codec_context
         ctx.time_base = self.time_base
         ctx.thread_count = self.settings.threads
-        if not self._is_rgb:
+        if self.colour is not None:  # the source's own tags, unspecified ones included
+            ctx.color_primaries = self.colour.primaries
+            ctx.color_trc = self.colour.transfer
+            if not self._is_rgb:
+                ctx.colorspace = self.colour.matrix
+                ctx.color_range = self.colour.range
+        elif not self._is_rgb:
             ctx.colorspace = _BT709
             ctx.color_range = _RANGE_LIMITED
             ctx.color_primaries = _BT709
@@ -249,14 +264,15 @@ class VideoEncoder:
             stream.set_display_rotation(rotation % 360)
         return stream
 
-    def write(self, image: np.ndarray, pts: int) -> None:
-        """Encode one HxWx3 uint8 RGB frame shown at ``pts`` (in ``time_base``, strictly increasing)."""
+    def write(self, image: np.ndarray | VideoFrame, pts: int) -> None:
+        """Encode one frame shown at ``pts`` (in ``time_base``, strictly increasing).
+
+        ``image``: HxWx3 RGB, uint8 (rgb24) or uint16 (rgb48le, for sources deeper than 8 bits); or a
+        decoded source frame, whose YUV samples pass through (converted only if the output's pixel
+        format differs, with the source's matrix and range, never through RGB).
+        """
         if self._closed:
             raise OutputError(f"{self.path}: write after close")
-        if image.shape != (self.height, self.width, 3) or image.dtype != np.uint8:
-            raise ValueError(
-                f"{self.path}: expected a {self.height}x{self.width}x3 uint8 image, got {image.shape} {image.dtype}"
-            )
         pts = int(pts)
         if self._last_pts is not None and pts <= self._last_pts:
             raise OutputError(f"{self.path}: frame pts {pts} is not after the previous frame's {self._last_pts}")
@@ -265,17 +281,7 @@ class VideoEncoder:
             if self._last_pts is not None and self._last_tick is not None and tick <= self._last_tick:
                 check_clock_resolution(self.path, [self._last_pts, pts], self.time_base, self._stored_time_base)
             self._last_tick = tick
-        frame = VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
-        if self._is_rgb:
-            frame = self._reformatter.reformat(frame, format=self.pix_fmt, interpolation=SWS_FLAGS)
-        else:
-            frame = self._reformatter.reformat(
-                frame,
-                format=self.pix_fmt,
-                dst_colorspace=Colorspace.ITU709,
-                dst_color_range=ColorRange.MPEG,
-                interpolation=SWS_FLAGS,
-            )
+        frame = self._source_frame(image) if isinstance(image, VideoFrame) else self._rgb_frame(image)
         frame.pts = pts
         frame.time_base = self.time_base
         try:
@@ -284,6 +290,38 @@ class VideoEncoder:
             raise OutputError(f"{self.path}: cannot encode frame {self.frames_written} ({ffmpeg_reason(err)})") from err
         self._last_pts = pts
         self.frames_written += 1
+
+    def _rgb_frame(self, image: np.ndarray) -> VideoFrame:
+        rgb_format = {np.dtype(np.uint8): "rgb24", np.dtype(np.uint16): "rgb48le"}.get(image.dtype)
+        if image.shape != (self.height, self.width, 3) or rgb_format is None:
+            raise ValueError(
+                f"{self.path}: expected a {self.height}x{self.width}x3 uint8 or uint16 image, "
+                f"got {image.shape} {image.dtype}"
+            )
+        frame = VideoFrame.from_ndarray(np.ascontiguousarray(image), format=rgb_format)
+        if self._is_rgb:
+            return self._reformatter.reformat(frame, format=self.pix_fmt, interpolation=SWS_FLAGS)
+        if self.colour is None:
+            matrix, colour_range = Colorspace.ITU709, ColorRange.MPEG
+        else:
+            matrix, colour_range = self.colour.sws_matrix, ColorRange(self.colour.effective_range)
+        return self._reformatter.reformat(
+            frame, format=self.pix_fmt, dst_colorspace=matrix, dst_color_range=colour_range, interpolation=SWS_FLAGS
+        )
+
+    def _source_frame(self, frame: VideoFrame) -> VideoFrame:
+        if (frame.width, frame.height) != (self.width, self.height):
+            raise ValueError(f"{self.path}: expected a {self.width}x{self.height} frame, got {frame.width}x{frame.height}")
+        if frame.format.name != self.pix_fmt:
+            colour = self.colour
+            matrix = colour.sws_matrix if colour is not None else None
+            colour_range = ColorRange(colour.effective_range) if colour is not None else None
+            frame = self._reformatter.reformat(
+                frame, format=self.pix_fmt, src_colorspace=matrix, dst_colorspace=matrix,
+                src_color_range=colour_range, dst_color_range=colour_range, interpolation=SWS_FLAGS,
+            )
+        frame.pict_type = PictureType.NONE  # the source's frame types are not the encoder's to copy
+        return frame
 
     def close(self) -> None:
         """Flush the encoder and finish the file (idempotent)."""

@@ -166,7 +166,7 @@ def _write(
 ) -> None:
     options = container_options(muxer, layout.time_base)
     if muxer in ("mp4", "mov"):
-        options["movflags"] = "+faststart"
+        options["movflags"] = options.get("movflags", "") + "+faststart"
     with contextlib.ExitStack() as stack:
         template_container = stack.enter_context(open_input(parts[0]))
         template = find_video_stream(template_container, parts[0])

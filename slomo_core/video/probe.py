@@ -21,6 +21,7 @@ import av.stream
 import av.video.stream
 
 from slomo_core.errors import InputError
+from slomo_core.video.colour import ColourInfo, colour_of_frame
 from slomo_core.video.pts_repair import (
     SparseStream,
     TimestampRepair,
@@ -90,6 +91,7 @@ class VideoInfo:
     subtitles: tuple[SubtitleInfo, ...] = ()
     chapters: int = 0
     metadata: dict[str, str] = field(default_factory=dict)  # global tags (title, creation_time...), muxer's own left out
+    colour: ColourInfo | None = None  # from the first decoded frame: tags, depth, HDR metadata
 
 
 def ffmpeg_reason(err: BaseException) -> str:
@@ -135,15 +137,15 @@ def normalize_rotation(degrees: float) -> int:
     return int(round(float(degrees) / 90.0)) * 90 % 360
 
 
-def _first_frame_rotation(
+def _first_frame(
     container: av.container.InputContainer, stream: av.video.stream.VideoStream, path: str
-) -> int:
+) -> av.VideoFrame:
     # PyAV 18 exposes the display matrix on decoded frames (FFmpeg copies the stream's coded side
     # data onto each frame) but not on streams, so decode one frame. This also proves the file
     # has at least one decodable frame.
     try:
         for frame in container.decode(stream):
-            return normalize_rotation(frame.rotation)
+            return frame
     except av.error.FFmpegError as err:
         raise InputError(f"{path}: cannot decode the first video frame ({ffmpeg_reason(err)})") from err
     raise InputError(f"{path}: video stream has no decodable frames")
@@ -228,10 +230,10 @@ def probe(path: str) -> VideoInfo:
             chapters=len(container.chapters()),
             metadata=source_metadata(container),
         )
-        rotation = _first_frame_rotation(container, stream, path)
+        first = _first_frame(container, stream, path)
     if info.width <= 0 or info.height <= 0:
         raise InputError(f"{path}: video stream has no frame size")
-    return replace(info, rotation=rotation)
+    return replace(info, rotation=normalize_rotation(first.rotation), colour=colour_of_frame(first))
 
 
 @dataclass(frozen=True)
@@ -361,4 +363,4 @@ def check_first_frame(source: str | IO[bytes], name: str) -> None:
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as err:
         raise InputError(f"{name}: not a readable media file ({ffmpeg_reason(err)})") from err
     with container:
-        _first_frame_rotation(container, find_video_stream(container, name), name)
+        _first_frame(container, find_video_stream(container, name), name)
