@@ -148,7 +148,11 @@ def test_clip_on_twos_gives_the_clip_without_repeats(tmp_path: Path, on_twos: tu
     # Without --dedup the same clip steps: every other output pair is a copy, not the in-between picture.
     convert_locally(doubled, steps_out, dis, ConvertOptions(RateSpec("fps", factor=2), encoder=LOSSLESS, chunk=chunk))
     stepped, _ = _decoded(steps_out)
-    assert np.array_equal(stepped[1], stepped[2]) and not np.array_equal(stepped[2], ref_frames[2])
+    # (an original frame keeps its own YUV samples; the copy made between two equal pictures went through RGB)
+    def diff(x: np.ndarray, y: np.ndarray) -> int:
+        return int(np.abs(x.astype(np.int16) - y.astype(np.int16)).max())
+
+    assert diff(stepped[1], stepped[2]) <= 2 and diff(stepped[2], ref_frames[2]) > 20
 
 
 def test_slow_motion_of_a_clip_on_twos_moves_evenly_chunked_or_not(tmp_path: Path, on_twos: tuple[str, str]) -> None:
