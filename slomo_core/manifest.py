@@ -144,7 +144,7 @@ def write_manifest(url: str, chunks: Sequence[ChunkSpec], job: dict, options: St
 
 def read_manifest(url: str, options: StorageOptions | None = None) -> tuple[list[ChunkSpec], dict]:
     try:
-        table = pq.read_table(io.BytesIO(read_bytes(url, options)))
+        table = pq.read_table(io.BytesIO(read_bytes(url, options)), use_threads=False)
     except FileNotFoundError:
         raise InputError(f"{url}: no manifest") from None
     except pa.ArrowInvalid as exc:
@@ -286,5 +286,5 @@ def write_status(url: str, statuses: Sequence[ChunkStatus], options: StorageOpti
 
 
 def read_status(url: str, options: StorageOptions | None = None) -> list[ChunkStatus]:
-    table = pq.read_table(io.BytesIO(read_bytes(url, options)))
+    table = pq.read_table(io.BytesIO(read_bytes(url, options)), use_threads=False)
     return [ChunkStatus(**row) for row in table.to_pylist()]
