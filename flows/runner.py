@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from flows.interrupts import orderly_shutdown
 from slomo_core.convert import check_output_path
 from slomo_core.credentials import refuse_credentials
 from slomo_core.errors import InputError
@@ -116,7 +117,7 @@ def run_convert_flow(args: argparse.Namespace, settings: ConversionSettings,
     # A finished job whose output is gone is stitched again from its committed chunks: its output is its own.
     preflight(args.input, args.output, args.overwrite or finished, storage, settings.job_settings().resolved_audio_mode())
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-    with CommitProgress(layout, storage, args.quiet):
+    with orderly_shutdown(settings.ray_address), CommitProgress(layout, storage, args.quiet):
         return convert_video(args.input, args.output, settings=settings, storage_options=storage,
                              overwrite=args.overwrite)
 
@@ -126,5 +127,6 @@ def run_archive_flow(args: argparse.Namespace, settings: ConversionSettings,
     from flows.archive import convert_archive
 
     before_flow(storage)
-    return convert_archive(args.input_prefix, args.output_prefix, settings=settings, pattern=args.pattern,
-                           suffix=args.suffix, videos_per_pool=args.videos_per_pool, storage_options=storage)
+    with orderly_shutdown(settings.ray_address, start_ray=False):  # Ray only if some video needs converting
+        return convert_archive(args.input_prefix, args.output_prefix, settings=settings, pattern=args.pattern,
+                               suffix=args.suffix, videos_per_pool=args.videos_per_pool, storage_options=storage)
