@@ -6,6 +6,7 @@ Every user-fixable problem surfaces as one line on stderr and a non-zero exit, n
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -15,6 +16,7 @@ from dataclasses import asdict
 from importlib import resources
 from typing import Any, NoReturn
 
+from flows.interrupts import interrupted_line
 from slomo_core.dedup import MAX_DROPPED_RUN, MEASURE
 from slomo_core.errors import ConfigError, SlomoError
 from slomo_core.interp.factory import MODELS
@@ -337,8 +339,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SlomoError as exc:
         print(f"slomo: error: {exc}", file=sys.stderr)
         return EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_ERROR
-    except KeyboardInterrupt:
-        print("slomo: interrupted; no output written", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # the flow path says what it kept (flows/interrupts.py)
+        print(interrupted_line(str(exc) or "no output written"), file=sys.stderr)
+        gc.freeze()  # the process ends now: skip the full collection at exit, seconds of an interrupt's deadline
         return EXIT_INTERRUPTED
 
 

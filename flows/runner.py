@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from flows.interrupts import orderly_shutdown
 from slomo_core.convert import check_output_path
 from slomo_core.credentials import refuse_credentials
 from slomo_core.interp.base import FrameInterpolator
@@ -194,7 +195,7 @@ def run_convert_flow(args: argparse.Namespace, settings: ConversionSettings, sto
 
     keep_prefect_home_private()
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-    with FrameProgress(layout, storage, args.quiet):
+    with orderly_shutdown(settings.ray_address), FrameProgress(layout, storage, args.quiet):
         return convert_video(args.input, args.output, settings=settings, storage_options=storage,
                              overwrite=args.overwrite)
 
@@ -204,5 +205,6 @@ def run_archive_flow(args: argparse.Namespace, settings: ConversionSettings,
     from flows.archive import convert_archive
 
     before_flow(storage)
-    return convert_archive(args.input_prefix, args.output_prefix, settings=settings, pattern=args.pattern,
-                           suffix=args.suffix, videos_per_pool=args.videos_per_pool, storage_options=storage)
+    with orderly_shutdown(settings.ray_address, start_ray=False):  # Ray only if some video needs converting
+        return convert_archive(args.input_prefix, args.output_prefix, settings=settings, pattern=args.pattern,
+                               suffix=args.suffix, videos_per_pool=args.videos_per_pool, storage_options=storage)

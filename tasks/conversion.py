@@ -37,8 +37,9 @@ class ChunksFailedError(SlomoError):
     """Some chunks failed for good; the rest are committed, so a re-run redoes only these."""
 
 
-def connect_ray(ray_address: str | None) -> None:
-    """Attach to ``ray_address``, or start a private local Ray (never a cluster someone else started here).
+def connect_ray(ray_address: str | None, logging_level: int = logging.INFO) -> None:
+    """Attach to ``ray_address``, or start a private local Ray (never a cluster someone else started here) whose
+    driver logs at ``logging_level`` (the CLI passes its own, so a plain run prints no Ray INFO lines).
 
     Flows call this from their own (main) thread first: Ray's local processes die with the thread that
     started them, so starting Ray inside a task-runner thread would end it when that thread does.
@@ -46,7 +47,7 @@ def connect_ray(ray_address: str | None) -> None:
     if ray_address:
         ensure_ray(ray_address)
     else:
-        start_local_ray(include_dashboard=False, object_store_memory=256 * 1024 * 1024)
+        start_local_ray(include_dashboard=False, object_store_memory=256 * 1024 * 1024, logging_level=logging_level)
 
 
 @task(name="plan", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
