@@ -186,7 +186,9 @@ def orderly_shutdown(ray_address: str | None, start_ray: bool = True,
     server = start_prefect_api()
     ray_started = start_ray and not ray.is_initialized()
     if ray_started:
-        connect_ray(ray_address, logging_level=logging.getLogger().getEffectiveLevel())  # quiet unless -v
+        # quiet unless -v: Ray's notices (token auth, "Started a local Ray") are warnings the user cannot act on
+        verbose = logging.getLogger().getEffectiveLevel() <= logging.INFO
+        connect_ray(ray_address, logging_level=logging.INFO if verbose else logging.ERROR)
 
     def last_words() -> None:  # from the watchdog thread: only what cannot hang
         process = getattr(server, "server_process", None)

@@ -22,7 +22,7 @@ def _run_cli(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     env["HOME"] = str(tmp_path / "home")  # a first run: fresh Prefect database, Ray's token made on the spot
     (tmp_path / "home").mkdir(exist_ok=True)
     argv = [sys.executable, "-m", "flows.cli", *extra, "convert", clip, str(tmp_path / "out.mp4"), "--factor", "2",
-            "--chunk-frames", "2", "-q"]
+            "--chunk-frames", "2", "-q", "--flow"]
     return subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=240, check=False)
 
 
