@@ -95,6 +95,11 @@ def audio_mode(args: argparse.Namespace) -> str:
     return args.audio or ("stretch" if args.mode == "slowmo" else "copy")
 
 
+def output_time_base(args: argparse.Namespace, rate: Fraction) -> Fraction:
+    """Time base of output frame n at pts n: slow motion plays the new frames at the old rate."""
+    return 1 / (rate if args.mode == "slowmo" else rate * args.factor)
+
+
 def run_slomo(args: argparse.Namespace, source: str, output: str) -> dict:
     from slomo_core.convert import ConvertOptions, convert_locally
     from slomo_core.stage_clock import StageClock
@@ -177,9 +182,9 @@ def run_old_way(args: argparse.Namespace, source: str, output: str) -> dict:
             produced += 1
 
         video_only = str(Path(tmp, "video.mp4"))
-        rate = Fraction(info.average_rate)
-        with VideoEncoder(video_only, info.width, info.height, 1 / rate, EncoderSettings(),
-                          frame_rate_hint=rate, colour=info.colour) as encoder:
+        time_base = output_time_base(args, Fraction(info.average_rate))
+        with VideoEncoder(video_only, info.width, info.height, time_base, EncoderSettings(),
+                          frame_rate_hint=1 / time_base, colour=info.colour) as encoder:
             encode = clock.timed("encode", encoder.write)
             for index in range(produced):
                 with clock.measure("png"):
@@ -188,7 +193,8 @@ def run_old_way(args: argparse.Namespace, source: str, output: str) -> dict:
             with clock.measure("encode"):
                 encoder.close()
         with clock.measure("stitch"):
-            finalize([video_only], output, audio_source=source, audio_mode=args.audio, stretch=float(args.factor))
+            finalize([video_only], output, audio_source=source, audio_mode=audio_mode(args),
+                     stretch=rate_spec(args).stretch)
     seconds = clock.seconds()
     stages = {name: seconds.get(name, 0.0) for name in STAGES}
     return {"load_s": loaded - started, "wall_s": time.perf_counter() - loaded, "frames": produced, "stages": stages}
@@ -212,7 +218,7 @@ def run_minterpolate(args: argparse.Namespace, source: str, output: str) -> dict
         raise ValueError(f"{source}: no average frame rate to multiply")
     rate = Fraction(info.average_rate)
     out_rate = rate * args.factor
-    out_time_base = 1 / (rate if spec.mode == "slowmo" else out_rate)  # slow motion plays the new frames at the old rate
+    out_time_base = output_time_base(args, rate)
     produced = 0
     with tempfile.TemporaryDirectory(prefix="slomo-minterp-", dir=os.path.dirname(os.path.abspath(output))) as tmp:
         video_only = str(Path(tmp, "video.mp4"))
