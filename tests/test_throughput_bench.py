@@ -99,3 +99,39 @@ def test_depth_copies_for_the_10_bit_row(tmp_path: Path) -> None:
         copy = throughput.depth_copy(source, depth, str(tmp_path))
         assert probe(copy).colour.pix_fmt == pix_fmt
         assert len(list(iter_frames(copy))) == 3
+
+
+def test_minterpolate_row_does_the_same_job_as_slomo(tmp_path: Path) -> None:
+    """The minterpolate row converts the same clip to the same rate, frame count and audio, and interpolates
+    (the in-betweens are new pictures, the originals come back, one pair fewer); the table prints the speed ratio to it."""
+    from slomo_core.video.probe import probe
+
+    source = make_clip(str(tmp_path / "in.mp4"), moving_square_frames(9, 64, 48, dx=3), cfr_pts(9), Fraction(1, 25),
+                       audio=True)
+    args = throughput.parse(["--mode", "fps", "--factor", "2", "--model", "dis", "--minterpolate"])
+    results = {mode: throughput.MODES[mode](args, source, str(tmp_path / f"{mode}.mp4")) for mode in ("slomo", "minterpolate")}
+    mi, slomo = probe(str(tmp_path / "minterpolate.mp4")), probe(str(tmp_path / "slomo.mp4"))
+    assert mi.average_rate == slomo.average_rate == 50
+    assert mi.audio is not None and slomo.audio is not None  # copied, as slomo does in fps mode
+    # minterpolate emits nothing for the last input pair: (N - 2) * F + 1 frames against slomo's (N - 1) * F + 1
+    assert results["slomo"]["frames"] == 17 and results["minterpolate"]["frames"] == 15
+    source_frames = [f.image for f in iter_frames(source)]
+    frames = [f.image for f in iter_frames(str(tmp_path / "minterpolate.mp4"))]
+    assert len(frames) == results["minterpolate"]["frames"]
+    assert min(psnr(source_frames[k], frames[2 * k]) for k in range(len(frames) // 2)) > 30
+    for k in range(len(frames) // 2 - 1):  # the middle frame is neither neighbour
+        assert not np.array_equal(frames[2 * k + 1], frames[2 * k]) and not np.array_equal(frames[2 * k + 1], frames[2 * k + 2])
+    for result in results.values():
+        result["peak_rss_mb"] = 0.0
+    printed = throughput.table({mode: [result] for mode, result in results.items()})
+    assert "vs minterpolate" in printed.splitlines()[0] and "| minterpolate | 1 |" in printed
+
+
+def test_slowmo_minterpolate_plays_the_new_frames_at_the_source_rate(tmp_path: Path) -> None:
+    from slomo_core.video.probe import probe
+
+    source = make_clip(str(tmp_path / "in.mp4"), moving_square_frames(5, 64, 48, dx=3), cfr_pts(5), Fraction(1, 25))
+    args = throughput.parse(["--factor", "3", "--model", "dis", "--minterpolate", "--audio", "drop"])
+    result = throughput.run_minterpolate(args, source, str(tmp_path / "out.mp4"))
+    assert probe(str(tmp_path / "out.mp4")).average_rate == 25
+    assert result["frames"] == 10 and result["stages"]["model"] > 0  # (5 - 2) * 3 + 1: no last pair, as above
