@@ -57,8 +57,8 @@ def available_host_memory(default: int = 8 << 30) -> int:
 @contextmanager
 def torch_threads(count: int | None) -> Iterator[None]:
     """torch's (process-wide) intra-op thread count set to ``count`` for the block, restored after; ``None``
-    leaves it alone. For CPU work that runs beside other busy threads: on 2 cores, torch's OpenMP threads
-    spinning beside OpenCV's turned a 4 s model stage into 4.5-17 s."""
+    leaves it alone. For CPU work that runs beside other busy threads: on 2 cores, torch's 2 OpenMP threads
+    beside DIS's 2 flow threads took a model stage from 3.2 to 4.0 s (beside OpenCV's own threads, one run 17 s)."""
     if count is None:
         yield
         return
