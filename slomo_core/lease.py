@@ -23,11 +23,10 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
-from typing import NoReturn
 
 from slomo_core.conditional import ConditionalObject, Version, conditional_object
-from slomo_core.errors import SlomoError
-from slomo_core.storage import StorageOptions, storage_fault
+from slomo_core.errors import SlomoError, StorageError
+from slomo_core.storage import StorageOptions, faults_named
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +37,6 @@ _ACQUIRE_ROUNDS = 5  # create/take-over races lost in a row before giving up (ea
 def _utc(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
-
-def _raise_named(url: str, exc: Exception, doing: str) -> NoReturn:
-    """Re-raise a store's failure under a lease operation as one StorageError line naming the lease."""
-    fault = storage_fault(url, exc, doing)
-    if fault is None:
-        raise exc
-    raise fault from exc
 
 
 @dataclass(frozen=True)
@@ -141,12 +133,8 @@ class JobLease:
 
     def acquire(self) -> None:
         """Create the lease, or take over an expired one; LeaseHeldError when another run holds it."""
-        try:
+        with faults_named(self.url, "taking the job's lease"):  # a failing store: one StorageError line
             self._acquire()
-        except (LeaseHeldError, LeaseLostError):
-            raise
-        except Exception as exc:
-            _raise_named(self.url, exc, "taking the job's lease")
 
     def _acquire(self) -> None:
         with self._lock:
@@ -185,15 +173,13 @@ class JobLease:
         A store that fails meanwhile (full, unreachable) does not end the run while the last record this
         run wrote is unexpired: nobody can take a live lease over. Past that, the fault is raised (one line)."""
         try:
-            self._renew()
-        except LeaseLostError:
-            raise
-        except Exception as exc:
-            if storage_fault(self.url, exc, "") is not None and self._expires is not None and self.clock() < self._expires:
-                log.warning("%s: could not renew lease %s (%s); it is still this run's until %s",
-                            self.subject, self.url, exc, _utc(self._expires))
+            with faults_named(self.url, "renewing the job's lease"):
+                self._renew()
+        except StorageError as fault:
+            if self._expires is not None and self.clock() < self._expires:
+                log.warning("%s: %s; it is still this run's until %s", self.subject, fault, _utc(self._expires))
                 return
-            _raise_named(self.url, exc, "renewing the job's lease")
+            raise
 
     def _renew(self) -> None:
         with self._lock:
@@ -282,10 +268,8 @@ class Heartbeat:
 def refuse_if_leased(url: str, options: StorageOptions | None, subject: str, now: float | None = None) -> None:
     """LeaseHeldError when a live lease is at ``url``: a cheap look before starting Prefect and Ray (the run
     still takes the lease itself, which is what decides)."""
-    try:
+    with faults_named(url, "reading the job's lease"):
         current = conditional_object(url, options).read()
-    except Exception as exc:
-        _raise_named(url, exc, "reading the job's lease")
     holder = LeaseRecord.from_bytes(current[0]) if current else None
     if holder is not None and holder.live(time.time() if now is None else now):
         raise LeaseHeldError(subject, holder)

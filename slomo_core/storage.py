@@ -94,7 +94,7 @@ def storage_fault(url: str, exc: BaseException, doing: str) -> StorageError | No
 
 
 @contextmanager
-def _faults_named(url: str, doing: str) -> Iterator[None]:
+def faults_named(url: str, doing: str) -> Iterator[None]:
     """Storage failures leave as one StorageError naming ``url``; a missing object stays FileNotFoundError
     (callers decide what that means) and slomo's own errors pass unchanged."""
     try:
@@ -156,13 +156,13 @@ def identity(url: str, options: StorageOptions | None = None) -> ObjectIdentity:
 
 def exists(url: str, options: StorageOptions | None = None) -> bool:
     fs, path = filesystem(url, options)
-    with _faults_named(url, "checking"):
+    with faults_named(url, "checking"):
         return fs.exists(path)
 
 
 def read_bytes(url: str, options: StorageOptions | None = None) -> bytes:
     fs, path = filesystem(url, options)
-    with _faults_named(url, "reading"), fs.open(path, "rb") as handle:
+    with faults_named(url, "reading"), fs.open(path, "rb") as handle:
         return handle.read()
 
 
@@ -198,7 +198,7 @@ def write_bytes(url: str, data: bytes, options: StorageOptions | None = None) ->
             with fs.open(target, "wb") as handle:
                 handle.write(data)
 
-    with _faults_named(url, "writing"):
+    with faults_named(url, "writing"):
         put_whole(fs, path, write)
 
 
@@ -220,7 +220,7 @@ def upload(local_path: str, url: str, options: StorageOptions | None = None) -> 
         else:
             fs.put_file(local_path, target)
 
-    with _faults_named(url, "uploading"):
+    with faults_named(url, "uploading"):
         put_whole(fs, path, write)
 
 
@@ -228,7 +228,7 @@ def download(url: str, local_path: str, options: StorageOptions | None = None) -
     fs, path = filesystem(url, options)
     tmp = f"{local_path}.{uuid.uuid4().hex}.tmp"
     try:
-        with _faults_named(url, f"copying to {os.path.dirname(local_path) or '.'}"):
+        with faults_named(url, f"copying to {os.path.dirname(local_path) or '.'}"):
             fs.get_file(path, tmp)
             os.replace(tmp, local_path)
     finally:
@@ -280,7 +280,7 @@ def list_files(url: str, pattern: str = "**", options: StorageOptions | None = N
     """Files under a prefix matching a glob, as URLs with the prefix's protocol."""
     fs, path = filesystem(url, options)
     protocol = url.split("://", 1)[0] + "://" if "://" in url else ""
-    with _faults_named(url, "listing"):
+    with faults_named(url, "listing"):
         found = fs.glob(posixpath.join(path.rstrip("/"), pattern))
         files = [p for p in found if not fs.isdir(p)]
     return sorted(protocol + p if protocol and not p.startswith(protocol) else p for p in files)
