@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from flows.interrupts import orderly_shutdown
-from slomo_core.convert import check_output_path
+from slomo_core.convert import check_output_path, check_source_first_frame
 from slomo_core.credentials import refuse_credentials
 from slomo_core.interp.base import FrameInterpolator
 from slomo_core.keys import refuse_same_object
@@ -26,7 +26,7 @@ from slomo_core.manifest import DoneRecord, read_manifest
 from slomo_core.plan import JobLayout
 from slomo_core.scratch import scratch_dir
 from slomo_core.settings import ConversionSettings
-from slomo_core.storage import StorageOptions, exists, filesystem, identity, is_local
+from slomo_core.storage import StorageOptions, exists, identity, is_local
 
 IN_PROCESS_NOTE = ("slomo: no cluster asked for (--workers 1, no --ray-address, local files): "
                    "running in this process; --flow runs the Prefect flow on Ray")
@@ -35,7 +35,7 @@ IN_PROCESS_NOTE = ("slomo: no cluster asked for (--workers 1, no --ray-address, 
 def preflight(source: str, output: str, overwrite: bool, storage: StorageOptions | None, audio_mode: str) -> None:
     """The checks that catch most mistakes, before Prefect and Ray start (seconds saved, one clear line)."""
     from slomo_core.video.audio import check_audio_decodes  # PyAV: loaded once a job will run
-    from slomo_core.video.probe import check_convertible, check_first_frame
+    from slomo_core.video.probe import check_convertible
 
     identity(source, storage)
     refuse_same_object(source, output, storage)  # any filesystem, --overwrite or not
@@ -44,9 +44,7 @@ def preflight(source: str, output: str, overwrite: bool, storage: StorageOptions
         if audio_mode == "stretch":
             check_audio_decodes(source)
     else:
-        fs, path = filesystem(source, storage)
-        with fs.open(path, "rb") as head:  # reads the file's head only (ranged reads)
-            check_first_frame(head, source)
+        check_source_first_frame(source, storage)
     if is_local(output, storage):
         check_output_path(source, output, overwrite)
 

@@ -106,6 +106,19 @@ def _check_audio(source: str, cache: str, storage: StorageOptions | None) -> Non
         raise InputError(str(exc).replace(local, source)) from None
 
 
+def check_source_first_frame(source: str, storage: StorageOptions | None = None) -> None:
+    """InputError (one line) unless the source's first video frame decodes; a remote source is read from its
+    head only (ranged reads), so the check takes a second or two whatever the file's size."""
+    from slomo_core.video.probe import check_first_frame  # PyAV: once a job will run
+
+    if is_local(source, storage):
+        check_first_frame(source, source)
+        return
+    fs, path = filesystem(source, storage)
+    with fs.open(path, "rb") as head:
+        check_first_frame(head, source)
+
+
 def convert_locally(
     source: str,
     output: str,
@@ -123,19 +136,12 @@ def convert_locally(
     keeps its state, as a flow run does (manifest, committed chunks, DONE), so a re-run resumes and the
     flow path and this one share a job; None keeps it in a scratch folder that goes with the run (``--local``).
     """
-    # PyAV, OpenCV and the renderer load here, not at import: settings import this module.
-    from slomo_core.video.probe import check_first_frame
-
     clock = clock or StageClock()
     options.validate()
     check_output_path(source, output, options.overwrite, storage)
-    if is_local(source, storage):  # before any folder is made; the planner checks every frame's timestamp
-        check_first_frame(source, source)
-    else:
+    if not is_local(source, storage):
         identity(source, storage)  # one line for an unreachable store or missing credentials
-        fs, path = filesystem(source, storage)
-        with fs.open(path, "rb") as head:  # the file's head only (ranged reads)
-            check_first_frame(head, source)
+    check_source_first_frame(source, storage)  # before any folder is made; the planner checks every frame's pts
     root = work_root or default_work_root(output)
     layout = job_layout_for(source, output, root, options.job_settings(), options.chunk, storage)
     try:
