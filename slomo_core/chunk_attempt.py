@@ -40,6 +40,7 @@ from slomo_core.storage import (
 from slomo_core.timestamps import OutputFrame, OutputTimeline, retimed
 from slomo_core.video.decode import DecodedFrame, iter_frames
 from slomo_core.video.encode import VideoEncoder
+from slomo_core.video.probe import FrameIndex
 
 log = logging.getLogger(__name__)
 
@@ -147,12 +148,14 @@ def render_chunk(
     interpolator: FrameInterpolator,
     progress: ProgressCallback | None = None,
     clock: StageClock | None = None,
+    index: FrameIndex | None = None,
 ) -> tuple[int, list[int]]:
     """Decode frames first..last of a local source and encode this chunk's outputs into a local segment.
 
     Returns (frames written, pairs treated as scene cuts; with --dedup a cut is named by the kept frame
     before it). Fails if a count or pts disagrees with the plan.
-    ``clock`` collects busy seconds per stage (decode, scene, model, encode).
+    ``clock`` collects busy seconds per stage (decode, scene, model, encode). ``index``: the source's frame
+    index when the caller has it (a run in the planning process), else read here.
     """
     clock = clock or StageClock()
     # Frames stream through: a pair's outputs need only its two pts and p_0, never the whole chunk.
@@ -177,7 +180,7 @@ def render_chunk(
         try:
             batch: list[KeptPair] = []
             frames = clock.timed_iter("decode", iter_frames(source_path, spec.first_frame, spec.last_frame + 1,
-                                                               keep_source=True))
+                                                               index=index, keep_source=True))
             decoded = prefetch(frames, 2 * spec.batch_pairs + 2)
             dropped, held = frame_set(spec.dropped_frames), frame_set(spec.held_frames)
             for pair in _kept_pairs(_counted(decoded, spec), timeline, dropped, held):
@@ -216,11 +219,13 @@ def run_chunk(
     options: StorageOptions | None = None,
     progress: ProgressCallback | None = None,
     clock: StageClock | None = None,
+    index: FrameIndex | None = None,
 ) -> ChunkStatus:
     """One attempt at a chunk: skip if committed; else render, upload to a unique key, commit, record.
 
     A failure is recorded as a Parquet status row with its error, then raised again: SlomoError for a
     problem with the input or plan (retrying will not help), anything else for the caller to retry.
+    ``index``: the planner's frame index of this very source (in-process runs), so it is not read again.
     """
     chunk_clock = StageClock()  # this attempt's own, recorded in its marker and added to ``clock``
     layout = JobLayout(spec.work_uri)
@@ -244,7 +249,8 @@ def run_chunk(
                 identity = ObjectIdentity(spec.source_etag, spec.source_size)
                 source = localize(spec.source_uri, cache_dir, identity, options)
             segment_path = os.path.join(tmp, "segment.mp4")
-            frames, cuts = render_chunk(spec, source, segment_path, interpolator, frames_written, chunk_clock)
+            frames, cuts = render_chunk(spec, source, segment_path, interpolator, frames_written, chunk_clock,
+                                         index)
             with chunk_clock.measure("upload"):
                 digest = file_sha256(segment_path)
                 segment_uri = layout.segment(spec.chunk_index, attempt)

@@ -20,7 +20,15 @@ from slomo_core.interp.base import FrameInterpolator
 from slomo_core.keys import refuse_same_object
 from slomo_core.lease import DEFAULT_LEASE_SECONDS, JobLease
 from slomo_core.manifest import write_manifest
-from slomo_core.plan import TIMESTAMPS_AS_IN_FILE, ChunkLength, JobSettings, default_work_root, job_layout_for, plan_job
+from slomo_core.plan import (
+    TIMESTAMPS_AS_IN_FILE,
+    CheckedSource,
+    ChunkLength,
+    JobSettings,
+    default_work_root,
+    job_layout_for,
+    plan_job,
+)
 from slomo_core.scratch import make_scratch_dir, sweep_stale
 from slomo_core.stage_clock import StageClock
 from slomo_core.storage import StorageOptions, exists, filesystem, identity, is_local, localize
@@ -128,6 +136,7 @@ def convert_locally(
     clock: StageClock | None = None,
     work_root: str | None = None,
     storage: StorageOptions | None = None,
+    checked: CheckedSource | None = None,
 ) -> ConvertReport:
     """Convert ``source`` into ``output`` in this process; on any failure the output path is left untouched.
 
@@ -135,21 +144,25 @@ def convert_locally(
     seconds per stage: plan, decode, scene, model, encode, upload, stitch. ``work_root``: where the job
     keeps its state, as a flow run does (manifest, committed chunks, DONE), so a re-run resumes and the
     flow path and this one share a job; None keeps it in a scratch folder that goes with the run (``--local``).
+    ``checked``: the caller's check_convertible of this source (its preflight), so the run reads the
+    source's frame index once.
     """
     clock = clock or StageClock()
     options.validate()
     check_output_path(source, output, options.overwrite, storage)
-    if not is_local(source, storage):
-        identity(source, storage)  # one line for an unreachable store or missing credentials
-    check_source_first_frame(source, storage)  # before any folder is made; the planner checks every frame's pts
+    # one HEAD, naming an unreachable store or missing credentials in one line
+    source_id = checked.source_id if checked is not None else identity(source, storage)
+    if checked is None:  # before any folder is made; the planner checks every frame's pts
+        check_source_first_frame(source, storage)
     root = work_root or default_work_root(output)
-    layout = job_layout_for(source, output, root, options.job_settings(), options.chunk, storage)
+    layout = job_layout_for(source, output, root, options.job_settings(), options.chunk, storage, source_id)
     try:
         # the job's lease where a distributed run keeps it: two runs of one conversion, local or not, never overlap
         with JobLease(layout.lease, options.lease_seconds, storage, subject=output) as lease:
             # again: a run that held the lease until now may have written it
             check_output_path(source, output, options.overwrite, storage)
-            return _convert_leased(source, output, interpolator, options, lease, progress, clock, work_root, storage)
+            return _convert_leased(source, output, interpolator, options, lease, progress, clock, work_root, storage,
+                                   checked)
     finally:
         if is_local(layout.work_uri, storage):
             for folder in (layout.work_uri, os.path.dirname(layout.work_uri)):
@@ -161,7 +174,8 @@ def convert_locally(
 
 def _convert_leased(source: str, output: str, interpolator: FrameInterpolator, options: ConvertOptions,
                     lease: JobLease, progress: ProgressCallback | None, clock: StageClock,
-                    work_root: str | None, storage: StorageOptions | None) -> ConvertReport:
+                    work_root: str | None, storage: StorageOptions | None,
+                    checked: CheckedSource | None) -> ConvertReport:
     """convert_locally's work, once this run holds the job's lease."""
     from slomo_core.chunk_attempt import committed_segment, run_chunk
     from slomo_core.stitch import stitch_job
@@ -176,13 +190,13 @@ def _convert_leased(source: str, output: str, interpolator: FrameInterpolator, o
             _check_audio(source, cache, storage)
         with clock.measure("plan"):
             plan = plan_job(source, output, work_root or os.path.join(workdir, "jobs"), options.job_settings(),
-                            options.chunk, cache_dir=cache, options=storage)
+                            options.chunk, cache_dir=cache, options=storage, checked=checked)
             write_manifest(plan.layout.manifest, plan.chunks, plan.job)
         total, done, resumed = plan.job["output_frames"], 0, 0
         cuts: list[int] = []
         for chunk in plan.chunks:
             status = run_chunk(
-                chunk, interpolator, cache_dir=cache, clock=clock, options=storage,
+                chunk, interpolator, cache_dir=cache, clock=clock, options=storage, index=plan.index,
                 progress=None if progress is None else (lambda n, base=done: progress(base + n, total)),
             )
             done += status.frames
@@ -192,7 +206,7 @@ def _convert_leased(source: str, output: str, interpolator: FrameInterpolator, o
         if progress is not None:
             progress(total, total)  # also when the last chunks were committed by an earlier run
         with clock.measure("stitch"):
-            stitched = stitch_job(plan.chunks, cache_dir=cache, options=storage)
+            stitched = stitch_job(plan.chunks, cache_dir=cache, options=storage, index=plan.index)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     report = ConvertReport(

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
 from slomo_core.dedup import scan_repeats, validate_threshold
 from slomo_core.errors import ConfigError, InputError
@@ -25,6 +26,9 @@ from slomo_core.scene import DEFAULT_THRESHOLD
 from slomo_core.storage import ObjectIdentity, StorageOptions, exists, identity, join, localize
 from slomo_core.timestamps import TAIL_POLICY, OutputTimeline, RateSpec
 from slomo_core.video.choices import AUDIO_MODES, EncoderSettings, resolve_subtitle_mode
+
+if TYPE_CHECKING:  # PyAV: loaded only once a job is planned
+    from slomo_core.video.probe import FrameIndex, VideoInfo
 
 log = logging.getLogger(__name__)
 TIMESTAMPS_AS_IN_FILE = "as in the file"  # the report's "timestamps" when nothing was repaired
@@ -185,10 +189,24 @@ def job_id_for(source_uri: str, source_etag: str, source_size: int, output_uri: 
 
 
 @dataclass(frozen=True)
+class CheckedSource:
+    """A local source that passed ``check_convertible`` earlier in this run, with the identity it had then.
+
+    The planner takes its probe and frame index instead of reading the file again while the identity is
+    unchanged: for a B-frame AVI every index read is a decode pass of the whole file.
+    """
+
+    source_id: ObjectIdentity
+    info: VideoInfo
+    index: FrameIndex
+
+
+@dataclass(frozen=True)
 class Plan:
     chunks: list[ChunkSpec]
     job: dict
     layout: JobLayout
+    index: FrameIndex | None = None  # the source's frame index, for chunks run in this process (see run_chunk)
 
 
 def plan_job(
@@ -200,8 +218,12 @@ def plan_job(
     *,
     cache_dir: str,
     options: StorageOptions | None = None,
+    checked: CheckedSource | None = None,
 ) -> Plan:
-    """Probe the source and describe every chunk; nothing is written here (see write_manifest)."""
+    """Probe the source and describe every chunk; nothing is written here (see write_manifest).
+
+    ``checked``: this run's preflight result for the source, used while the source's identity is unchanged.
+    """
     # PyAV: only when a job is planned
     from slomo_core.video.encode import check_codec_fits
     from slomo_core.video.probe import check_convertible
@@ -214,10 +236,13 @@ def plan_job(
     source_uri, output_uri, work_root = (absolute_location(u) for u in (source_uri, output_uri, work_root))
     source_id = identity(source_uri, options)
     local = localize(source_uri, cache_dir, source_id, options)
-    try:
-        info, index = check_convertible(local)
-    except InputError as exc:  # name the user's source, not the cached copy
-        raise InputError(str(exc).replace(local, source_uri)) from None
+    if checked is not None and checked.source_id == source_id:
+        info, index = checked.info, checked.index
+    else:
+        try:
+            info, index = check_convertible(local)
+        except InputError as exc:  # name the user's source, not the cached copy
+            raise InputError(str(exc).replace(local, source_uri)) from None
     for note in index.notes:  # one line each, once per run: the job still converts
         log.warning("%s: %s", source_uri, note)
     pts = index.pts
@@ -273,7 +298,7 @@ def plan_job(
         **(repeats.report() if repeats else {}),  # --dedup: the measure and how many repeats were dropped or kept
         "subtitles": describe_side_streams(info, settings.resolved_subtitle_mode(), settings.spec.stretch),
     }
-    return Plan(chunks, job, layout)
+    return Plan(chunks, job, layout, index)
 
 
 def check_output_clock(output_uri: str, timeline: OutputTimeline, pts: Sequence[int]) -> None:
@@ -293,9 +318,11 @@ def default_work_root(output_uri: str) -> str:
 
 
 def job_layout_for(source_uri: str, output_uri: str, work_root: str, settings: JobSettings, chunk_length: ChunkLength,
-                   options: StorageOptions | None) -> JobLayout:
-    """Where the job of exactly these settings keeps its state; needs no probing (a HEAD of the source)."""
-    return JobLayout.for_job(source_uri, identity(source_uri, options), output_uri, work_root, settings, chunk_length)
+                   options: StorageOptions | None, source_id: ObjectIdentity | None = None) -> JobLayout:
+    """Where the job of exactly these settings keeps its state; needs no probing (a HEAD of the source,
+    unless the caller made it already and passes ``source_id``)."""
+    source_id = source_id or identity(source_uri, options)
+    return JobLayout.for_job(source_uri, source_id, output_uri, work_root, settings, chunk_length)
 
 
 def is_converted(source_uri: str, output_uri: str, work_root: str, settings: JobSettings, chunk_length: ChunkLength,

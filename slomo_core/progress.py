@@ -2,8 +2,10 @@
 
 Why storage and not a callback: the actors may run on a remote cluster, and the terminal bar and the
 Prefect progress artifact run in the driver. Each chunk attempt rewrites one tiny JSON record
-(``progress/chunk-N-<attempt>.json`` under the job's folder) about once a second as it renders; the driver
-adds the planned frames of committed chunks to the latest record of every chunk still running.
+(``progress/chunk-N-<attempt>.json`` under the job's folder) as it renders: on its first frame, then at
+most every REPORT_INTERVAL_S and every 1/REPORT_STEPS of its frames, whichever comes later, and on its last
+frame; on object storage each rewrite is a PUT. The driver adds the planned frames of committed chunks to
+the latest record of every chunk still running.
 """
 
 from __future__ import annotations
@@ -20,27 +22,33 @@ from slomo_core.storage import StorageOptions, filesystem, join, list_names, rea
 
 log = logging.getLogger(__name__)
 
-REPORT_INTERVAL_S = 1.0  # how often an attempt rewrites its record (an S3 PUT each time)
+REPORT_INTERVAL_S = 3.0  # at most one rewrite (an S3 PUT) per attempt this often: ~1,200 an hour, not 3,600
+REPORT_STEPS = 100  # nor more than about this many per attempt: a slow chunk's bar moves by 1% steps
 _RECORD = re.compile(r"chunk-(\d+)-(.+)\.json")
 _COMMIT = re.compile(r"chunk-(\d+)\.json")
 
 
 class ProgressReporter:
-    """Called with the frames an attempt has written so far; rewrites its record at most every
-    ``interval_s``, and always for the first and the last frame. Progress is cosmetic: a failed write is
-    logged, never raised."""
+    """Called with the frames an attempt has written so far; rewrites its record for the first frame,
+    then once both ``interval_s`` have passed and ``expected_frames / steps`` more frames are written (the
+    later of the two), and always for the last frame. Progress is cosmetic: a failed write is logged,
+    never raised."""
 
     def __init__(self, url: str, expected_frames: int, options: StorageOptions | None = None,
-                 interval_s: float = REPORT_INTERVAL_S, clock: Callable[[], float] = time.monotonic) -> None:
+                 interval_s: float = REPORT_INTERVAL_S, clock: Callable[[], float] = time.monotonic,
+                 steps: int = REPORT_STEPS) -> None:
         self.url, self.expected, self.options = url, expected_frames, options
         self.interval_s, self.clock = interval_s, clock
+        self.min_frames = max(1, -(-expected_frames // steps))  # frames between two rewrites, at least
         self._last_write: float | None = None
+        self._last_frames = 0
 
     def __call__(self, frames: int) -> None:
         now = self.clock()
-        due = self._last_write is None or now - self._last_write >= self.interval_s
+        due = self._last_write is None or (now - self._last_write >= self.interval_s
+                                           and frames - self._last_frames >= self.min_frames)
         if due or frames >= self.expected:
-            self._last_write = now
+            self._last_write, self._last_frames = now, frames
             try:
                 write_json(self.url, {"frames": frames, "expected": self.expected, "time": time.time()}, self.options)
             except Exception:

@@ -29,7 +29,7 @@ from slomo_core.interp.inference import DTYPE_NAMES, InferenceSettings
 from slomo_core.lease import DEFAULT_LEASE_SECONDS
 from slomo_core.plan import ChunkLength, JobLayout, JobSettings, default_work_root, is_converted, job_layout_for
 from slomo_core.scene import DEFAULT_THRESHOLD
-from slomo_core.storage import StorageOptions
+from slomo_core.storage import ObjectIdentity, StorageOptions
 from slomo_core.timestamps import MAX_FACTOR, MODES, RateSpec, parse_frame_rate
 from slomo_core.video.choices import AUDIO_MODES, CODECS, SUBTITLE_MODES, EncoderSettings
 
@@ -202,10 +202,12 @@ class ConversionSettings(BaseModel):
             return self
         return self.model_copy(update={"weights_sha256": weights_digest(self.weights, options)})
 
-    def layout_for(self, source_uri: str, output_uri: str, options: StorageOptions | None = None) -> JobLayout:
-        """Where this video's job keeps its state (weights hashed first: see with_weights_digest)."""
+    def layout_for(self, source_uri: str, output_uri: str, options: StorageOptions | None = None,
+                   source_id: ObjectIdentity | None = None) -> JobLayout:
+        """Where this video's job keeps its state (weights hashed first: see with_weights_digest);
+        ``source_id``: the source's identity when the caller has it (no second HEAD)."""
         return job_layout_for(source_uri, output_uri, self.work_root(output_uri), self.job_settings(),
-                              self.chunk_length, options)
+                              self.chunk_length, options, source_id)
 
     def is_converted(self, source_uri: str, output_uri: str, options: StorageOptions | None = None) -> bool:
         return is_converted(source_uri, output_uri, self.work_root(output_uri), self.job_settings(),

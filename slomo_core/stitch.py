@@ -29,7 +29,7 @@ from slomo_core.storage import (
 )
 from slomo_core.timestamps import OutputTimeline
 from slomo_core.video.mux import finalize
-from slomo_core.video.probe import probe, read_frame_timestamps
+from slomo_core.video.probe import FrameIndex, probe, read_frame_timestamps
 
 
 class IncompleteJobError(SlomoError):
@@ -54,10 +54,11 @@ class StitchReport:
     timestamps: str = EXACT  # or how far a container's coarse clock rounded them (validate_output)
 
 
-def expected_seconds(chunks: Sequence[ChunkSpec], source_path: str) -> list[Fraction]:
-    """Presentation time of every output frame the plan promises, from the source's own timestamps."""
+def expected_seconds(chunks: Sequence[ChunkSpec], source_path: str, index: FrameIndex | None = None) -> list[Fraction]:
+    """Presentation time of every output frame the plan promises, from the source's own timestamps
+    (``index``: the planner's reading of them, in the process that planned; else read here)."""
     head = chunks[0]
-    pts = read_frame_timestamps(source_path)
+    pts = index.pts if index is not None else read_frame_timestamps(source_path)
     timeline = OutputTimeline(head.rate_spec, pts, Fraction(head.input_time_base))
     return [o.pts * timeline.time_base for o in timeline.all_outputs()]
 
@@ -88,7 +89,8 @@ def validate_output(path: str, expected: Sequence[Fraction]) -> str:
 
 
 def stitch_job(
-    chunks: Sequence[ChunkSpec], *, cache_dir: str, options: StorageOptions | None = None
+    chunks: Sequence[ChunkSpec], *, cache_dir: str, options: StorageOptions | None = None,
+    index: FrameIndex | None = None,
 ) -> StitchReport:
     head = chunks[0]
     layout = JobLayout(head.work_uri)
@@ -115,7 +117,7 @@ def stitch_job(
         try:
             finalize(parts, output, audio_source=source, audio_mode=head.audio_mode, stretch=head.rate_spec.stretch,
                      subtitle_mode=head.subtitle_mode)
-            expected = expected_seconds(chunks, source)
+            expected = expected_seconds(chunks, source, index)
             timestamps = validate_output(output, expected)
         except (InputError, OutputError) as exc:  # name the user's files, not this scratch folder's copies
             message = str(exc).replace(output, head.output_uri).replace(source, head.source_uri)

@@ -53,6 +53,60 @@ def test_reporter_writes_first_and_last_frame_and_at_most_once_an_interval(tmp_p
     reporter.discard()  # nothing left to remove: still fine
 
 
+def test_reporter_waits_for_the_later_of_the_interval_and_a_step_of_frames(tmp_path: Path) -> None:
+    """Object storage gets a PUT per rewrite: at most one per interval, and no more than ``steps`` per attempt."""
+    now = [0.0]
+    url = str(tmp_path / "chunk-00000-1-a.json")
+    reporter = ProgressReporter(url, expected_frames=1000, interval_s=3.0, clock=lambda: now[0], steps=100)
+
+    def written() -> int:
+        return json.loads(Path(url).read_text())["frames"]
+
+    reporter(1)
+    assert written() == 1  # the first frame: the chunk shows as running
+    now[0] = 2.9
+    reporter(500)
+    assert written() == 1  # many frames, but within the interval
+    now[0] = 3.0
+    reporter(500)
+    assert written() == 500
+    now[0] = 60.0
+    reporter(509)
+    assert written() == 500  # long enough, but fewer than 1% of the frames since the last record
+    reporter(510)
+    assert written() == 510
+    now[0] = 60.1
+    reporter(1000)
+    assert written() == 1000  # the last frame always
+
+
+def test_a_tiny_chunk_writes_its_record_for_the_first_and_the_last_frame(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real chunk on local storage: every frame is reported to the reporter, the record is rewritten only
+    as the interval allows (here the whole chunk renders well within one)."""
+    import time
+
+    import slomo_core.progress
+
+    plan = _plan(tmp_path, frames=9, chunk_frames=10)
+    (chunk,) = plan.chunks
+    writes: list[int] = []
+    write_json = slomo_core.progress.write_json
+
+    def counted(url: str, record: dict, options=None) -> None:
+        writes.append(record["frames"])
+        write_json(url, record, options)
+
+    monkeypatch.setattr(slomo_core.progress, "write_json", counted)
+    seen: list[int] = []
+    started = time.monotonic()
+    run_chunk(chunk, DISInterpolator(), cache_dir=str(tmp_path / "cache"), progress=seen.append)
+    seconds = time.monotonic() - started
+    assert seen == list(range(1, chunk.expected_frames + 1))
+    assert writes[0] == 1 and writes[-1] == chunk.expected_frames
+    assert len(writes) <= 2 + seconds / slomo_core.progress.REPORT_INTERVAL_S
+
+
 def test_job_progress_adds_committed_chunks_and_the_latest_attempt_of_running_ones(tmp_path: Path) -> None:
     plan = _plan(tmp_path)
     first, second = plan.chunks[0], plan.chunks[1]

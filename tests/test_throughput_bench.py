@@ -135,3 +135,40 @@ def test_slowmo_minterpolate_plays_the_new_frames_at_the_source_rate(tmp_path: P
     result = throughput.run_minterpolate(args, source, str(tmp_path / "out.mp4"))
     assert probe(str(tmp_path / "out.mp4")).average_rate == 25
     assert result["frames"] == 10 and result["stages"]["model"] > 0  # (5 - 2) * 3 + 1: no last pair, as above
+
+
+def test_one_run_prints_every_row_with_the_ratios(tmp_path: Path, capsys) -> None:
+    """The command itself (default and --local, start-up counted), the library, the old way and minterpolate,
+    side by side in one run of bench/throughput.py, with the ratios the targets are stated in."""
+    import torch
+
+    from slomo_core.model.checkpoint import save_superslomo
+    from slomo_core.model.superslomo import SuperSloMo, SuperSloMoConfig
+
+    source = make_clip(str(tmp_path / "in.mp4"), moving_square_frames(4, 64, 48, dx=3), cfr_pts(4), Fraction(1, 25))
+    torch.manual_seed(0)
+    weights = str(tmp_path / "tiny.pt")
+    save_superslomo(SuperSloMo(SuperSloMoConfig(widths=(4, 8, 8, 8, 8, 8))), weights)
+    assert throughput.main(["--clip", source, "--weights", weights, "--mode", "fps", "--factor", "2", "--threads", "1",
+                            "--baseline", "--minterpolate", "--repeats", "1"]) == 0
+    printed = capsys.readouterr().out
+    rows = {line.split("|")[1].strip(): line.split("|")[2:-1] for line in printed.splitlines() if line.startswith("| ")}
+    assert set(rows) == {"mode", "slomo default", "slomo --local", "slomo", "old-way", "minterpolate"}
+    head = [cell.strip() for cell in rows["mode"]]
+    assert "vs old-way" in head and "vs minterpolate" in head and "outside job s" in head
+    cells = {mode: dict(zip(head, (c.strip() for c in cells))) for mode, cells in rows.items() if mode != "mode"}
+    assert cells["slomo default"]["output frames"] == cells["slomo --local"]["output frames"] == cells["slomo"]["output frames"] == "7"
+    assert float(cells["slomo default"]["model s"]) > 0  # from the job's commit markers
+    assert cells["slomo --local"]["model s"] == "-" and float(cells["slomo --local"]["outside job s"]) > 0
+    assert cells["old-way"]["vs old-way"] == "1.00x" and cells["minterpolate"]["vs minterpolate"] == "1.00x"
+    assert "slomo default and slomo --local outputs: the same frames and timestamps" in printed
+    for ratio in ("slomo default / slomo --local wall time: ", "slomo default / minterpolate wall time: ",
+                  "old-way / slomo default wall time: "):
+        assert ratio in printed
+
+
+def test_cli_rows_only_where_the_command_can_run_the_model() -> None:
+    assert throughput.parse(["--model", "dis"]).cli and not throughput.parse([]).cli  # random weights: library only
+    assert not throughput.parse(["--model", "dis", "--no-cli"]).cli
+    assert throughput.job_seconds("out.mp4: 5 -> 9 frames in 2 chunk(s) in this process in 3.4 s, audio copy") == 3.4
+    assert throughput.job_seconds("out.mp4: 5 -> 9 frames with dis in 1 chunk(s), 12.0 s (0.8 frames/s)") == 12.0
