@@ -37,9 +37,15 @@ class DISInterpolator:
 
     Options, defaults measured on bikes.mp4 / carphone (PSNR of the dropped frame at t=0.5):
 
-    * ``preset``: DIS speed/quality preset; ``patch_stride`` overrides the preset's patch stride
-      (2 under "medium": +0.2 dB for ~15 ms per 640x272 pair; ``None`` keeps the preset's own).
-    * ``variational_refinement``: DIS's final variational step (+0.1 dB, ~20 ms per pair).
+    * ``preset``: DIS speed/quality preset; ``patch_stride`` overrides the preset's patch stride (``None``,
+      the default, keeps the preset's own: 3 under "medium", the flow of the ``dis-warp-average`` baseline).
+      Thread CPU per 640x272 direction: stride 2 30 ms, 3 18 ms, 4 13 ms. Stride 2 gains 0.19 dB on bikes
+      x2 but is under the baseline on bbb640 x2 and synth256 x8, and costs 25 ms per pair; stride 4 loses
+      0.1-0.2 dB on bikes and the synthetic clips at x2. None of OpenCV's other knobs measured better
+      everywhere (bench.quality, every group, x2 and x8): fewer variational iterations (2-4) or a smaller
+      alpha gain at x2 and lose up to 0.09 dB at x8, more (6-10) the other way round; finest scale 0 without
+      refinement, or averaging the two directions' flows, lose on some real clip.
+    * ``variational_refinement``: DIS's variational step (6 of 18 ms per direction at 640x272).
     * ``blur_sigma``: Gaussian blur (pixels) of the grey images before DIS; 0 by default, since
       blurring measured neutral to slightly worse.
     * ``occlusion_sigma`` (pixels) and ``occlusion_relative``: the forward-backward error tolerated before
@@ -47,11 +53,10 @@ class DISInterpolator:
       errors).
     * ``visibility_floor``: the least weight an occluded frame keeps, strictly positive so fusion never
       divides by zero. Hard occlusion decisions (1e-3) cost 0.3-0.5 dB: DIS flows and the intermediate
-      flow approximation are least reliable exactly at motion boundaries, where hedging pays. On the
-      quality bench's real clips (every group) 0.3 lost 0.04-0.05 dB to no weighting at all (bbb640 x2,
-      bikes x8); 0.7 beats the plain warp average on bikes and carphone at x2 and x8 and on bbb640 at x8,
-      is 0.008 dB under it on bbb640 x2 (the patch stride of 2, not the weighting: 1.0 is 0.003 under),
-      and keeps most of the visibility gain on the synthetic occlusions (synth96 x2: +0.16 dB, 1.0: +0.10).
+      flow approximation are least reliable exactly at motion boundaries, where hedging pays. With the
+      baseline's own flow (stride 3), every cell of the quality bench (5 clips, x2 and x8) against the
+      plain warp average: floor 0.5 from -0.040 to +0.122 dB, 0.7 -0.012 to +0.051, 0.8 -0.005 to +0.025,
+      0.9 -0.001 to +0.007 (1.0 is the baseline). 0.9: on real footage the weighting is a tie at best.
     * ``outside_weight``: weight of a sample whose source lies beyond the frame's edge (1 = no special
       case). Down-weighting them (0.01) gains 0.3-0.5 dB on exact synthetic motion but loses 0.1-0.2 dB
       on real footage, where DIS's flow near the border is the least reliable; so it is off.
@@ -69,12 +74,12 @@ class DISInterpolator:
     def __init__(
         self,
         preset: str = "medium",
-        patch_stride: int | None = 2,
+        patch_stride: int | None = None,
         variational_refinement: bool = True,
         blur_sigma: float = 0.0,
         occlusion_sigma: float = 1.0,
         occlusion_relative: float = 0.05,
-        visibility_floor: float = 0.7,
+        visibility_floor: float = 0.9,
         outside_weight: float = 1.0,
         threads: int | None = None,
         flow_threads: int = 2,
