@@ -56,7 +56,7 @@ def test_midpoint_of_a_shift_is_the_half_shift(dis: DISInterpolator) -> None:
 
 
 def test_output_shape_dtype_and_times_in_order() -> None:
-    dis = DISInterpolator(max_batch=2)  # several synthesis batches for one pair
+    dis = DISInterpolator()
     times = (0.25, 0.5, 0.75)
     [frames] = dis.interpolate([PairRequest(view(0, 0), view(8, 0), times)])
     assert len(frames) == len(times)

@@ -1,9 +1,10 @@
 """A weight-free interpolator: OpenCV DIS optical flow fed into Super SloMo's synthesis.
 
 It needs no checkpoint, so it serves when no weights are at hand, on CPU-only machines and in tests.
-Flow comes from DIS (Kroeger et al., ECCV 2016) in both directions; the intermediate flows, backward
-warping and visibility-weighted fusion are the network's own (``model.synthesis``), with the learnt
-visibility replaced by forward-backward flow consistency.
+Flow comes from DIS (Kroeger et al., ECCV 2016) in both directions; the intermediate flows and the
+visibility-weighted fusion are the network's own (``model.synthesis``), with the learnt visibility replaced by
+forward-backward flow consistency. Everything runs on the host, where DIS's flows are: backward warps under
+the network's warp convention by ``cv2.remap``, the formulas on one torch thread over the same arrays.
 """
 
 from __future__ import annotations
@@ -18,12 +19,7 @@ import torch
 
 from slomo_core.errors import ConfigError
 from slomo_core.interp.base import PairRequest, as_8bit, check_frame_pair
-from slomo_core.interp.transfer import download_frames, upload_frames
-from slomo_core.model.synthesis import (
-    approximate_intermediate_flows,
-    backward_warp,
-    fuse,
-)
+from slomo_core.model.synthesis import approximate_intermediate_flows, fuse
 from slomo_core.runtime import torch_threads
 
 # DIS refuses images much smaller than its patches; tiny frames are edge-padded up to this and cropped back.
@@ -41,9 +37,15 @@ class DISInterpolator:
 
     Options, defaults measured on bikes.mp4 / carphone (PSNR of the dropped frame at t=0.5):
 
-    * ``preset``: DIS speed/quality preset; ``patch_stride`` overrides the preset's patch stride
-      (2 under "medium": +0.2 dB for ~15 ms per 640x272 pair; ``None`` keeps the preset's own).
-    * ``variational_refinement``: DIS's final variational step (+0.1 dB, ~20 ms per pair).
+    * ``preset``: DIS speed/quality preset; ``patch_stride`` overrides the preset's patch stride (``None``,
+      the default, keeps the preset's own: 3 under "medium", the flow of the ``dis-warp-average`` baseline).
+      Thread CPU per 640x272 direction: stride 2 30 ms, 3 18 ms, 4 13 ms. Stride 2 gains 0.19 dB on bikes
+      x2 but is under the baseline on bbb640 x2 and synth256 x8, and costs 25 ms per pair; stride 4 loses
+      0.1-0.2 dB on bikes and the synthetic clips at x2. None of OpenCV's other knobs measured better
+      everywhere (bench.quality, every group, x2 and x8): fewer variational iterations (2-4) or a smaller
+      alpha gain at x2 and lose up to 0.09 dB at x8, more (6-10) the other way round; finest scale 0 without
+      refinement, or averaging the two directions' flows, lose on some real clip.
+    * ``variational_refinement``: DIS's variational step (6 of 18 ms per direction at 640x272).
     * ``blur_sigma``: Gaussian blur (pixels) of the grey images before DIS; 0 by default, since
       blurring measured neutral to slightly worse.
     * ``occlusion_sigma`` (pixels) and ``occlusion_relative``: the forward-backward error tolerated before
@@ -51,11 +53,10 @@ class DISInterpolator:
       errors).
     * ``visibility_floor``: the least weight an occluded frame keeps, strictly positive so fusion never
       divides by zero. Hard occlusion decisions (1e-3) cost 0.3-0.5 dB: DIS flows and the intermediate
-      flow approximation are least reliable exactly at motion boundaries, where hedging pays. On the
-      quality bench's real clips (every group) 0.3 lost 0.04-0.05 dB to no weighting at all (bbb640 x2,
-      bikes x8); 0.7 beats the plain warp average on bikes and carphone at x2 and x8 and on bbb640 at x8,
-      is 0.008 dB under it on bbb640 x2 (the patch stride of 2, not the weighting: 1.0 is 0.003 under),
-      and keeps most of the visibility gain on the synthetic occlusions (synth96 x2: +0.16 dB, 1.0: +0.10).
+      flow approximation are least reliable exactly at motion boundaries, where hedging pays. With the
+      baseline's own flow (stride 3), every cell of the quality bench (5 clips, x2 and x8) against the
+      plain warp average: floor 0.5 from -0.040 to +0.122 dB, 0.7 -0.012 to +0.051, 0.8 -0.005 to +0.025,
+      0.9 -0.001 to +0.007 (1.0 is the baseline). 0.9: on real footage the weighting is a tie at best.
     * ``outside_weight``: weight of a sample whose source lies beyond the frame's edge (1 = no special
       case). Down-weighting them (0.01) gains 0.3-0.5 dB on exact synthetic motion but loses 0.1-0.2 dB
       on real footage, where DIS's flow near the border is the least reliable; so it is off.
@@ -64,7 +65,8 @@ class DISInterpolator:
       solver per thread) ahead of the synthesis, which runs in the calling thread, on a CPU with one torch
       thread: on 2 cores (bikes, 60 frames, x2) that took the model stage from 4.0 to 3.2 s, where torch's
       own 2 threads fought the flow threads (4.0 s).
-    * ``device``: where the torch synthesis runs; ``max_batch``: times of one pair synthesised at once.
+    * The synthesis runs on the host, one time at a time: warps by ``cv2.remap``, the paper's formulas
+      (``model.synthesis``) on one torch thread over the same arrays.
     """
 
     name = "dis"
@@ -72,17 +74,15 @@ class DISInterpolator:
     def __init__(
         self,
         preset: str = "medium",
-        patch_stride: int | None = 2,
+        patch_stride: int | None = None,
         variational_refinement: bool = True,
         blur_sigma: float = 0.0,
         occlusion_sigma: float = 1.0,
         occlusion_relative: float = 0.05,
-        visibility_floor: float = 0.7,
+        visibility_floor: float = 0.9,
         outside_weight: float = 1.0,
         threads: int | None = None,
         flow_threads: int = 2,
-        device: str | torch.device = "cpu",
-        max_batch: int = 8,
     ) -> None:
         if preset not in PRESETS:
             raise ConfigError(f"unknown DIS preset {preset!r}; choose one of {', '.join(PRESETS)}")
@@ -94,8 +94,6 @@ class DISInterpolator:
             raise ConfigError("visibility_floor must be in (0, 1]")
         if not 0 < outside_weight <= 1:
             raise ConfigError("outside_weight must be in (0, 1]")
-        if max_batch < 1:
-            raise ConfigError("max_batch must be >= 1")
         if flow_threads < 1:
             raise ConfigError("flow_threads must be >= 1")
         if threads is not None:
@@ -108,9 +106,8 @@ class DISInterpolator:
         self.occlusion_relative = float(occlusion_relative)
         self.visibility_floor = float(visibility_floor)
         self.outside_weight = float(outside_weight)
-        self.device = torch.device(device)
-        self.max_batch = max_batch
         self.flow_threads = flow_threads
+        self._grid_cache = _pixel_grid(0, 0)
         self._solvers: queue.SimpleQueue[cv2.DISOpticalFlow] = queue.SimpleQueue()  # one thread each at a time
         for _ in range(flow_threads):
             solver = cv2.DISOpticalFlow_create(PRESETS[preset])
@@ -155,43 +152,48 @@ class DISInterpolator:
         for forward, backward in pending:
             yield forward.result(), backward.result()
 
-    def _seen_in_other(self, flow_ab: torch.Tensor, flow_ba: torch.Tensor) -> torch.Tensor:
-        """Per pixel of frame a, how surely it reappears in frame b (forward-backward agreement), (0, 1]."""
-        back = backward_warp(flow_ba, flow_ab)
-        err2 = (flow_ab + back).square().sum(dim=1, keepdim=True)
-        mag2 = flow_ab.square().sum(dim=1, keepdim=True) + back.square().sum(dim=1, keepdim=True)
-        return torch.exp(-err2 / (self.occlusion_sigma**2 + self.occlusion_relative * mag2))
+    def _seen_in_other(self, flow_ab: np.ndarray, flow_ba: np.ndarray, grid: np.ndarray) -> np.ndarray:
+        """Per pixel of frame a, how surely it reappears in frame b (forward-backward agreement), HxW in (0, 1]."""
+        ab, back = torch.from_numpy(flow_ab), torch.from_numpy(_warp(flow_ba, flow_ab, grid))
+        # Channel by channel: reductions over the interleaved last axis run 2x slower here.
+        err2 = (ab[..., 0] + back[..., 0]).square_().add_((ab[..., 1] + back[..., 1]).square_())
+        mag2 = ab[..., 0].square().add_(ab[..., 1].square()).add_(back[..., 0].square()).add_(back[..., 1].square())
+        tolerance = mag2.mul_(self.occlusion_relative).add_(self.occlusion_sigma**2)
+        return err2.div_(tolerance).neg_().exp_().numpy()
 
     def _interpolate_pair(self, request: PairRequest, flows: tuple[np.ndarray, np.ndarray]) -> list[np.ndarray]:
-        times = tuple(float(t) for t in request.times)
-        flow01, flow10 = (_flow_tensor(flow, self.device) for flow in flows)
-        # Each frame travels with its "reappears in the other frame" map, so one warp moves both to time t.
-        image0, image1 = _image_tensor(request.frame0, self.device), _image_tensor(request.frame1, self.device)
-        src0 = torch.cat((image0, self._seen_in_other(flow01, flow10)), dim=1)
-        src1 = torch.cat((image1, self._seen_in_other(flow10, flow01)), dim=1)
+        flow01, flow10 = flows
+        grid = self._grid(*flow01.shape[:2])
+        image0, image1 = (frame.astype(np.float32) for frame in (request.frame0, request.frame1))
+        # Each frame's "reappears in the other frame" map, warped to time t with it.
+        seen0, seen1 = self._seen_in_other(flow01, flow10, grid), self._seen_in_other(flow10, flow01, grid)
+        white = 255 if request.frame0.dtype == np.uint8 else 65535  # 16-bit RGB of a deep source stays 16-bit
+        level_type = torch.uint8 if white == 255 else torch.int32
         out: list[np.ndarray] = []
-        for start in range(0, len(times), self.max_batch):
-            t = torch.tensor(times[start : start + self.max_batch], dtype=torch.float32, device=self.device)
-            k = t.numel()
-            flow_t0, flow_t1 = approximate_intermediate_flows(
-                flow01.expand(k, -1, -1, -1), flow10.expand(k, -1, -1, -1), t
-            )
-            warped0 = backward_warp(src0.expand(k, -1, -1, -1), flow_t0)
-            warped1 = backward_warp(src1.expand(k, -1, -1, -1), flow_t1)
+        for t in (float(t) for t in request.times):
+            flow_t0, flow_t1 = approximate_intermediate_flows(torch.from_numpy(flow01), torch.from_numpy(flow10), t)
             # Content of I0 that has no match in I1 (about to be covered) is missing from I1, so it lowers
             # I1's weight at time t, and vice versa: V_t1 comes from frame 0's map, V_t0 from frame 1's.
-            visibility0 = warped1[:, 3:].clamp_min(self.visibility_floor)
-            visibility1 = warped0[:, 3:].clamp_min(self.visibility_floor)
+            # Images and maps are warped apart: fusion over contiguous arrays runs 2x faster than over views.
+            visibility1 = _warp(seen0, flow_t0.numpy(), grid)
+            visibility0 = _warp(seen1, flow_t1.numpy(), grid)
+            visibility0, visibility1 = (torch.from_numpy(v).unsqueeze(2).clamp_min_(self.visibility_floor)
+                                        for v in (visibility0, visibility1))
             if self.outside_weight < 1:
                 visibility0 = visibility0 * _inside(flow_t0, self.outside_weight)
                 visibility1 = visibility1 * _inside(flow_t1, self.outside_weight)
-            frames = fuse(warped0[:, :3], warped1[:, :3], visibility0, visibility1, t)
-            if request.frame0.dtype == np.uint8:
-                levels = frames.clamp(0, 255).round().to(torch.uint8)
-            else:  # 16-bit RGB of a deep source stays 16-bit
-                levels = frames.clamp(0, 65535).round().to(torch.int32).to(torch.uint16)
-            out.extend(download_frames(levels.permute(0, 2, 3, 1)))
+            warped0 = torch.from_numpy(_warp(image0, flow_t0.numpy(), grid))
+            warped1 = torch.from_numpy(_warp(image1, flow_t1.numpy(), grid))
+            frame = fuse(warped0, warped1, visibility0, visibility1, t)
+            levels = frame.clamp_(0, white).round_().to(level_type)
+            out.append(levels.numpy() if white == 255 else levels.numpy().astype(np.uint16))
         return out
+
+    def _grid(self, h: int, w: int) -> np.ndarray:
+        """``_pixel_grid`` of the last frame size, kept: building it costs as much as a warp."""
+        if self._grid_cache.shape[:2] != (h, w):
+            self._grid_cache = _pixel_grid(h, w)
+        return self._grid_cache
 
     def interpolate(self, requests: Sequence[PairRequest]) -> list[list[np.ndarray]]:
         """One list of HxWx3 RGB frames (the requests' dtype) per request, one frame per requested time, in order."""
@@ -202,8 +204,7 @@ class DISInterpolator:
                     raise ConfigError(f"interpolation time {float(t)} is not strictly inside (0, 1)")
         busy = [n for n, request in enumerate(requests) if request.times]
         out: list[list[np.ndarray]] = [[] for _ in requests]
-        synthesis_threads = 1 if self.device.type == "cpu" else None
-        with torch.inference_mode(), torch_threads(synthesis_threads), \
+        with torch.inference_mode(), torch_threads(1), \
                 ThreadPoolExecutor(self.flow_threads, thread_name_prefix="slomo-dis-flow") as pool:
             for n, flows in zip(busy, self._flows_ahead([requests[n] for n in busy], pool), strict=True):
                 out[n] = self._interpolate_pair(requests[n], flows)
@@ -211,14 +212,26 @@ class DISInterpolator:
 
 
 def _inside(flow: torch.Tensor, outside_weight: float) -> torch.Tensor:
-    """Nx1xHxW: 1 where p + flow(p) lies in the frame, falling linearly over one pixel to
-    ``outside_weight`` beyond its edge (where a warp only repeats the border)."""
-    _, _, h, w = flow.shape
-    xs = torch.arange(w, device=flow.device, dtype=flow.dtype).view(1, 1, w)
-    ys = torch.arange(h, device=flow.device, dtype=flow.dtype).view(1, h, 1)
-    x, y = xs + flow[:, 0], ys + flow[:, 1]
+    """HxWx1: 1 where p + flow(p) lies in the frame, falling linearly over one pixel to ``outside_weight``
+    beyond its edge (where a warp only repeats the border)."""
+    h, w, _ = flow.shape
+    x = flow[..., 0] + torch.arange(w, dtype=flow.dtype).view(1, w)
+    y = flow[..., 1] + torch.arange(h, dtype=flow.dtype).view(h, 1)
     beyond = torch.maximum((-x).clamp_min(0) + (x - (w - 1)).clamp_min(0), (-y).clamp_min(0) + (y - (h - 1)).clamp_min(0))
-    return (1 - beyond.clamp_max(1) * (1 - outside_weight)).unsqueeze(1)
+    return (1 - beyond.clamp_max(1) * (1 - outside_weight)).unsqueeze(2)
+
+
+def _pixel_grid(h: int, w: int) -> np.ndarray:
+    """HxWx2 float32 pixel coordinates (x, y): a flow added to it is a map for ``cv2.remap``."""
+    xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    return np.dstack((xs, ys))
+
+
+def _warp(image: np.ndarray, flow: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """``image`` (HxW or HxWxC float32, C <= 4) sampled at p + flow(p), bilinear, edges repeated: slomo's warp
+    convention (``model.synthesis.SLOMO_WARP``: pixel centres exact, border clamped) done by ``cv2.remap`` on
+    the host, a third of ``grid_sample``'s time here (remap's positions are exact to 1/32 pixel)."""
+    return cv2.remap(image, grid + flow, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def _pad_to(grey: np.ndarray, size: int) -> np.ndarray:
@@ -227,13 +240,3 @@ def _pad_to(grey: np.ndarray, size: int) -> np.ndarray:
     if h >= size and w >= size:
         return grey
     return cv2.copyMakeBorder(grey, 0, max(0, size - h), 0, max(0, size - w), cv2.BORDER_REPLICATE)
-
-
-def _image_tensor(frame: np.ndarray, device: torch.device) -> torch.Tensor:
-    """HxWx3 uint8/uint16 -> 1x3xHxW float32 in [0, white] (converted on the device): fusion is linear, so
-    no rescaling is needed."""
-    return upload_frames([frame], device).float()
-
-
-def _flow_tensor(flow: np.ndarray, device: torch.device) -> torch.Tensor:
-    return torch.from_numpy(flow).to(device).permute(2, 0, 1).unsqueeze(0).contiguous()
