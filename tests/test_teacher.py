@@ -204,6 +204,15 @@ def test_cli_takes_a_teacher_and_refuses_what_it_cannot_use(teacher_file, tmp_pa
         Trainer(_config(tmp_path / "absent.pkl"), tmp_path / "other")
 
 
+def test_quality_bench_has_an_opt_in_teacher_row(teacher_file, capsys):
+    from bench.quality import TEACHER_ROW, main
+
+    assert main(["--no-baselines", "--no-shipped", "--clips", "synth96", "--factors", "2", "--max-groups", "2",
+                 "--teacher", str(teacher_file)]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith(f"| {TEACHER_ROW} |")]
+    assert len(rows) == 1 and " dB" not in rows[0] and "/" in rows[0]  # 'PSNR / SSIM' cells
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get("SLOMO_RIFE_TEACHER"), reason="set SLOMO_RIFE_TEACHER to RIFE v4.0's flownet.pkl")
 def test_real_teacher_recovers_a_known_shift_of_a_real_frame():
