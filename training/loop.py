@@ -30,6 +30,7 @@ from slomo_core.model.superslomo import SuperSloMo, SuperSloMoConfig
 from slomo_core.runtime import cpu_has_native_bf16, resolve_device, resolve_dtype
 from training.config import TrainConfig
 from training.data import Batch, TripletSampler
+from training.distill import build_distiller
 from training.losses import SuperSloMoObjective
 from training.photos import load_photos, photo_paths
 from training.state_file import read_state, write_state
@@ -41,7 +42,7 @@ STATE_FILE = "state.pt"
 BEST_FILE = "best.pt"
 CURVE_FILE = "curve.csv"
 CURVE_FIELDS = ("step", "elapsed_s", "samples", "loss", "reconstruction", "warping", "smoothness",
-                "val_psnr", "val_blend_psnr", "lr")
+                "val_psnr", "val_blend_psnr", "lr", "distill_flow", "distill_frame")
 _VALIDATION_SEED_OFFSET = 1_000_003
 
 
@@ -130,6 +131,7 @@ class Trainer:
         self.model = SuperSloMo(SuperSloMoConfig(widths=config.widths, warp=config.warp_convention)).place(
             self.device, torch.float32, config.channels_last)
         self.objective = SuperSloMoObjective(self.model)
+        self.objective.distill = build_distiller(config.teacher, config.distill_weight, config.warp, self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         self.state = TrainState()
         self.rng = np.random.default_rng([config.seed, rank])
@@ -196,7 +198,15 @@ class Trainer:
             "warp": c.warp,
             "losses": "204*L1 reconstruction + 102*warping + smoothness (no perceptual: no offline VGG)",
             "val_psnr": round(self.state.best_val_psnr, 3),
+            **self._teacher_metadata(),
         }
+
+    def _teacher_metadata(self) -> dict:
+        distill = self.objective.distill
+        if distill is None:
+            return {}
+        return {"teacher": f"{distill.info.name} ({os.path.basename(distill.info.path)}, sha256 {distill.info.sha256})",
+                "distill_weight": distill.weight}
 
     # -- steps ---------------------------------------------------------------------------------------
     def _lr(self) -> float:

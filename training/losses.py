@@ -41,6 +41,7 @@ class SuperSloMoObjective(nn.Module):
         super().__init__()
         self.model = model
         self.weights = weights
+        self.distill = None  # a training.distill.Distiller (a plain object: not part of the module) when set
 
     def forward(self, frame0: torch.Tensor, frame_t: torch.Tensor, frame1: torch.Tensor, t: torch.Tensor
                 ) -> dict[str, torch.Tensor]:
@@ -58,5 +59,7 @@ class SuperSloMoObjective(nn.Module):
         smooth = smoothness(flow01) + smoothness(flow10)
         w = self.weights
         total = w.reconstruction * reconstruction + w.warping * warping + w.smoothness * smooth
+        distilled = self.distill(frame0, frame1, t, out) if self.distill is not None else {}
+        total = total + distilled.pop("distill", 0.0)
         return {"total": total, "reconstruction": reconstruction, "warping": warping, "smoothness": smooth,
-                "prediction": out.frames.detach()}
+                **distilled, "prediction": out.frames.detach()}
