@@ -39,7 +39,7 @@ def test_superslomo_without_weights_runs_the_best_shipped() -> None:
     _, best = load_superslomo(resolve_shipped(best_shipped()))
     assert build_interpolator("superslomo", None).weights_sha256 == best.weights_sha256
     validate_model_choice("superslomo", None)
-    with pytest.raises(ConfigError, match="--weights applies to --model superslomo only"):
+    with pytest.raises(ConfigError, match="--weights applies to --model superslomo or superslomo-dis only"):
         validate_model_choice("dis", best_shipped())
 
 

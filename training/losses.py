@@ -5,16 +5,23 @@ The weights are the public re-implementation's (204 = 0.8 * 255 and 102 = 0.4 * 
 weights with losses on a 0-255 scale). The perceptual term needs ImageNet VGG-16 features, which cannot
 be had offline here (torchvision downloads them at run time), so it is left out; the other three terms
 are as in the paper.
+
+``superslomo-dis`` (DIS flows + the interpolation U-Net) trains with ``DISHybridObjective``: the same
+weights, minus the terms that no longer depend on anything learned (see its docstring).
+
+Either objective takes ``extra_terms``: named (weight, function) pairs computed on the network's
+``IntermediateFrames`` and the batch, added to the total (the hook for e.g. a distillation term).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from slomo_core.model.superslomo import SuperSloMo
+from slomo_core.model.superslomo import IntermediateFrames, SuperSloMo
 from slomo_core.model.synthesis import approximate_intermediate_flows, backward_warp
 
 
@@ -34,13 +41,33 @@ def smoothness(flow: torch.Tensor) -> torch.Tensor:
     return (flow[:, :, :, 1:] - flow[:, :, :, :-1]).abs().mean() + (flow[:, :, 1:] - flow[:, :, :-1]).abs().mean()
 
 
+# f(prediction, frame0, frame_t, frame1, t) -> a scalar loss; frames in [0, 1], NCHW.
+ExtraTerm = Callable[[IntermediateFrames, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+ExtraTerms = Mapping[str, tuple[float, ExtraTerm]]
+
+
+def _with_extra_terms(losses: dict[str, torch.Tensor], terms: ExtraTerms, out: IntermediateFrames,
+                      frame0: torch.Tensor, frame_t: torch.Tensor, frame1: torch.Tensor, t: torch.Tensor
+                      ) -> dict[str, torch.Tensor]:
+    """Each extra term logged under its name and added, weighted, to ``total``."""
+    for name, (weight, term) in terms.items():
+        value = term(out, frame0, frame_t, frame1, t)
+        losses[name] = value
+        losses["total"] = losses["total"] + weight * value
+    return losses
+
+
 class SuperSloMoObjective(nn.Module):
     """Wraps the network so one ``forward`` returns every loss term (the unit DDP wraps in Ray Train)."""
 
-    def __init__(self, model: SuperSloMo, weights: LossWeights = LossWeights()) -> None:
+    description = "204*L1 reconstruction + 102*warping + smoothness (no perceptual: no offline VGG)"
+
+    def __init__(self, model: SuperSloMo, weights: LossWeights = LossWeights(), extra_terms: ExtraTerms | None = None
+                 ) -> None:
         super().__init__()
         self.model = model
         self.weights = weights
+        self.extra_terms = dict(extra_terms or {})
 
     def forward(self, frame0: torch.Tensor, frame_t: torch.Tensor, frame1: torch.Tensor, t: torch.Tensor
                 ) -> dict[str, torch.Tensor]:
@@ -58,5 +85,33 @@ class SuperSloMoObjective(nn.Module):
         smooth = smoothness(flow01) + smoothness(flow10)
         w = self.weights
         total = w.reconstruction * reconstruction + w.warping * warping + w.smoothness * smooth
-        return {"total": total, "reconstruction": reconstruction, "warping": warping, "smoothness": smooth,
-                "prediction": out.frames.detach()}
+        losses = {"total": total, "reconstruction": reconstruction, "warping": warping, "smoothness": smooth,
+                  "prediction": out.frames.detach()}
+        return _with_extra_terms(losses, self.extra_terms, out, frame0, frame_t, frame1, t)
+
+
+class DISHybridObjective(SuperSloMoObjective):
+    """The paper's losses for ``superslomo-dis``, where F_0->1 and F_1->0 are DIS's and carry no gradient.
+
+    Kept: 204 x L1 reconstruction of I_t; 102 x warping, I_t from I0 and from I1 through the *refined*
+    intermediate flows (what the U-Net predicts); smoothness (total variation) of those refined flows.
+    Dropped, because they depend on the DIS flows alone and so on no learned parameter: warping I0 from I1
+    and back through F_0->1 / F_1->0, I_t through the unrefined approximation (eq. 4), and the smoothness of
+    F_0->1 / F_1->0. The perceptual term is left out as for the paper's network (no offline VGG-16).
+    """
+
+    description = ("204*L1 reconstruction + 102*warping of I0 and I1 to t through the refined flows + smoothness of "
+                   "the refined flows (DIS flows carry no gradient; no perceptual: no offline VGG)")
+
+    def forward(self, frame0: torch.Tensor, frame_t: torch.Tensor, frame1: torch.Tensor, t: torch.Tensor,
+                flow01: torch.Tensor, flow10: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = self.model.synthesize(frame0, frame1, flow01, flow10, t)
+        reconstruction = l1(out.frames, frame_t)
+        warp = self.model.config.warp
+        warping = l1(backward_warp(frame0, out.flow_t0, warp), frame_t) + l1(backward_warp(frame1, out.flow_t1, warp), frame_t)
+        smooth = smoothness(out.flow_t0) + smoothness(out.flow_t1)
+        w = self.weights
+        total = w.reconstruction * reconstruction + w.warping * warping + w.smoothness * smooth
+        losses = {"total": total, "reconstruction": reconstruction, "warping": warping, "smoothness": smooth,
+                  "prediction": out.frames.detach()}
+        return _with_extra_terms(losses, self.extra_terms, out, frame0, frame_t, frame1, t)
