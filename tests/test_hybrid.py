@@ -88,15 +88,17 @@ def test_untrained_hybrid_interpolator_matches_the_dis_warp_average_row():
     assert not any(np.array_equal(f, b) for f, b in zip(frames, blend))
 
 
-def test_objective_trains_only_the_interp_net_and_keeps_the_extra_term_hook():
+def test_objective_trains_only_the_interp_net_and_keeps_the_distill_hook():
     model = _hybrid(LIGHT_WIDTHS)
     seen = []
 
-    def extra(out, frame0, frame_t, frame1, t):
+    def distill(frame0, frame1, t, out):
         seen.append(out.visibility0.shape)
-        return out.flow_t0.abs().mean()
+        term = out.flow_t0.abs().mean()
+        return {"distill": 2.0 * term, "extra": term}
 
-    objective = DISHybridObjective(model, extra_terms={"extra": (2.0, extra)})
+    objective = DISHybridObjective(model)
+    objective.distill = distill
     frame0, frame1 = _textured_pair()
     flows = [torch.from_numpy(f).permute(2, 0, 1)[None] for f in DISInterpolator().compute_flows(frame0, frame1)]
     losses = objective(_tensor(frame0), _tensor(frame0) * 0.5 + _tensor(frame1) * 0.5, _tensor(frame1),

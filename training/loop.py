@@ -31,7 +31,7 @@ from slomo_core.model.superslomo import ARCH_SUPERSLOMO, SuperSloMo, SuperSloMoC
 from slomo_core.runtime import cpu_has_native_bf16, resolve_device, resolve_dtype
 from training.config import TrainConfig
 from training.data import Batch, TripletSampler, with_dis_flows
-from training.losses import DISHybridObjective, ExtraTerms, SuperSloMoObjective
+from training.losses import DISHybridObjective, SuperSloMoObjective
 from training.photos import load_photos, photo_paths
 from training.state_file import read_state, write_state
 from training.synthetic import MotionRange
@@ -130,8 +130,7 @@ class Trainer:
     """One process's training; ``wrap`` turns the objective into e.g. a DDP module (Ray Train)."""
 
     def __init__(self, config: TrainConfig, out_dir: str | os.PathLike, *, rank: int = 0, world_size: int = 1,
-                 wrap: Callable[[nn.Module], nn.Module] | None = None, device: torch.device | None = None,
-                 extra_terms: ExtraTerms | None = None) -> None:
+                 wrap: Callable[[nn.Module], nn.Module] | None = None, device: torch.device | None = None) -> None:
         self.config = config.validate()
         self.out_dir = Path(out_dir)
         self.rank, self.world_size = rank, world_size
@@ -147,7 +146,7 @@ class Trainer:
         self.model = SuperSloMo(SuperSloMoConfig(widths=config.widths, warp=config.warp_convention, arch=config.arch)
                                 ).place(self.device, torch.float32, config.channels_last)
         objective = SuperSloMoObjective if self.model.config.learns_flow else DISHybridObjective
-        self.objective = objective(self.model, extra_terms=extra_terms)
+        self.objective = objective(self.model)
         self.dis = flow_source(config)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         self.state = TrainState()

@@ -9,19 +9,19 @@ are as in the paper.
 ``superslomo-dis`` (DIS flows + the interpolation U-Net) trains with ``DISHybridObjective``: the same
 weights, minus the terms that no longer depend on anything learned (see its docstring).
 
-Either objective takes ``extra_terms``: named (weight, function) pairs computed on the network's
-``IntermediateFrames`` and the batch, added to the total (the hook for e.g. a distillation term).
+Both objectives leave one hook open: ``distill``, when set, is called as ``distill(frame0, frame1, t, out)`` on
+the network's ``IntermediateFrames`` and returns named terms; its ``"distill"`` entry (already weighted) is
+added to the total and the others are logged (a distillation term from a teacher, for training only).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from slomo_core.model.superslomo import IntermediateFrames, SuperSloMo
+from slomo_core.model.superslomo import SuperSloMo
 from slomo_core.model.synthesis import approximate_intermediate_flows, backward_warp
 
 
@@ -41,33 +41,16 @@ def smoothness(flow: torch.Tensor) -> torch.Tensor:
     return (flow[:, :, :, 1:] - flow[:, :, :, :-1]).abs().mean() + (flow[:, :, 1:] - flow[:, :, :-1]).abs().mean()
 
 
-# f(prediction, frame0, frame_t, frame1, t) -> a scalar loss; frames in [0, 1], NCHW.
-ExtraTerm = Callable[[IntermediateFrames, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-ExtraTerms = Mapping[str, tuple[float, ExtraTerm]]
-
-
-def _with_extra_terms(losses: dict[str, torch.Tensor], terms: ExtraTerms, out: IntermediateFrames,
-                      frame0: torch.Tensor, frame_t: torch.Tensor, frame1: torch.Tensor, t: torch.Tensor
-                      ) -> dict[str, torch.Tensor]:
-    """Each extra term logged under its name and added, weighted, to ``total``."""
-    for name, (weight, term) in terms.items():
-        value = term(out, frame0, frame_t, frame1, t)
-        losses[name] = value
-        losses["total"] = losses["total"] + weight * value
-    return losses
-
-
 class SuperSloMoObjective(nn.Module):
     """Wraps the network so one ``forward`` returns every loss term (the unit DDP wraps in Ray Train)."""
 
     description = "204*L1 reconstruction + 102*warping + smoothness (no perceptual: no offline VGG)"
 
-    def __init__(self, model: SuperSloMo, weights: LossWeights = LossWeights(), extra_terms: ExtraTerms | None = None
-                 ) -> None:
+    def __init__(self, model: SuperSloMo, weights: LossWeights = LossWeights()) -> None:
         super().__init__()
         self.model = model
         self.weights = weights
-        self.extra_terms = dict(extra_terms or {})
+        self.distill = None  # a training.distill.Distiller (a plain object: not part of the module) when set
 
     def forward(self, frame0: torch.Tensor, frame_t: torch.Tensor, frame1: torch.Tensor, t: torch.Tensor
                 ) -> dict[str, torch.Tensor]:
@@ -85,9 +68,10 @@ class SuperSloMoObjective(nn.Module):
         smooth = smoothness(flow01) + smoothness(flow10)
         w = self.weights
         total = w.reconstruction * reconstruction + w.warping * warping + w.smoothness * smooth
-        losses = {"total": total, "reconstruction": reconstruction, "warping": warping, "smoothness": smooth,
-                  "prediction": out.frames.detach()}
-        return _with_extra_terms(losses, self.extra_terms, out, frame0, frame_t, frame1, t)
+        distilled = self.distill(frame0, frame1, t, out) if self.distill is not None else {}
+        total = total + distilled.pop("distill", 0.0)
+        return {"total": total, "reconstruction": reconstruction, "warping": warping, "smoothness": smooth,
+                **distilled, "prediction": out.frames.detach()}
 
 
 class DISHybridObjective(SuperSloMoObjective):
@@ -112,6 +96,7 @@ class DISHybridObjective(SuperSloMoObjective):
         smooth = smoothness(out.flow_t0) + smoothness(out.flow_t1)
         w = self.weights
         total = w.reconstruction * reconstruction + w.warping * warping + w.smoothness * smooth
-        losses = {"total": total, "reconstruction": reconstruction, "warping": warping, "smoothness": smooth,
-                  "prediction": out.frames.detach()}
-        return _with_extra_terms(losses, self.extra_terms, out, frame0, frame_t, frame1, t)
+        distilled = self.distill(frame0, frame1, t, out) if self.distill is not None else {}
+        total = total + distilled.pop("distill", 0.0)
+        return {"total": total, "reconstruction": reconstruction, "warping": warping, "smoothness": smooth,
+                **distilled, "prediction": out.frames.detach()}
