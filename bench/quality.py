@@ -651,6 +651,7 @@ def build_methods(weights: Sequence[str], random_network: bool, factors: Sequenc
     methods = reference_methods(factors, log) if baselines else {}
     if ablation:
         methods.update(ablation_methods())
+    from slomo_core.interp.factory import network_interpolator
     from slomo_core.interp.network import InferenceSettings, SuperSloMoInterpolator
     from slomo_core.model.checkpoint import load_superslomo
     from slomo_core.model.superslomo import SuperSloMo
@@ -658,8 +659,8 @@ def build_methods(weights: Sequence[str], random_network: bool, factors: Sequenc
     settings = InferenceSettings(device="cpu")
     for path, dtype in itertools.product(weights, dtypes):
         def load(path: str = path, dtype: str = dtype) -> FrameInterpolator:
-            model, info = load_superslomo(path)
-            return SuperSloMoInterpolator(model, InferenceSettings(device="cpu", dtype=dtype), info.weights_sha256)
+            model, info = load_superslomo(path)  # either architecture: the interpolator its file records
+            return network_interpolator(model, info.weights_sha256, InferenceSettings(device="cpu", dtype=dtype))
 
         methods[Path(path).name + ("" if dtype == "fp32" else f" {dtype}")] = interpolator_method(load)
     if random_network:
@@ -676,7 +677,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--factors", type=int, nargs="+", default=[2, 8])
     parser.add_argument("--clips", nargs="+", choices=list(CLIPS), default=list(CLIPS))
     parser.add_argument("--max-groups", type=int, default=128, help="groups per clip and factor, sampled evenly (0 = all)")
-    parser.add_argument("--weights", action="append", default=[], help="Super SloMo checkpoint (repeatable; row = file name)")
+    parser.add_argument("--weights", action="append", default=[],
+                        help="Super SloMo or superslomo-dis checkpoint (repeatable; row = file name)")
     parser.add_argument("--dtypes", nargs="+", choices=["fp32", "bf16", "fp16"], default=["fp32"],
                         help="one row per weights file and dtype (bf16/fp16 vs fp32: the 0.5 dB check)")
     parser.add_argument("--no-baselines", action="store_true", help="network rows only (repeat, blend, ... skipped)")

@@ -54,8 +54,8 @@ def _add_convert_options(parser: argparse.ArgumentParser) -> None:
              "fps: same duration, N times the frames (default with --fps)")
     model = parser.add_argument_group("model")
     _setting(model, "--model", choices=MODELS,
-             help="dis: weight-free optical-flow interpolator; superslomo: the network "
-             "(with the best shipped weights unless --weights says otherwise)")
+             help="dis: weight-free optical-flow interpolator; superslomo: the network; superslomo-dis: DIS flows "
+             "refined by the network's second U-Net (networks run the best shipped weights unless --weights says otherwise)")
     _setting(model, "--weights", metavar="PATH",
              help="Super SloMo checkpoint (public state_dictFC/AT layout or slomo's; any fsspec URL), "
              f"or shipped:NAME for weights that ship with slomo (see README); default: {best_shipped()}")

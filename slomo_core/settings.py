@@ -20,6 +20,7 @@ from slomo_core.errors import ConfigError
 from slomo_core.interp.factory import (
     DEFAULT_MODEL,
     MODELS,
+    NETWORK_MODELS,
     ModelSpec,
     model_weights,
     validate_model_choice,
@@ -83,7 +84,9 @@ class ConversionSettings(BaseModel):
     mode: Literal[MODES] | None = Field(  # type: ignore[valid-type]
         None, description="slowmo: same frame rate, N times longer; fps: same duration (default: fps with fps)")
     # model
-    model: Literal[MODELS] = Field(DEFAULT_MODEL, description="dis: weight-free optical flow; superslomo: the network")  # type: ignore[valid-type]
+    model: Literal[MODELS] = Field(  # type: ignore[valid-type]
+        DEFAULT_MODEL, description="dis: weight-free optical flow; superslomo: the network; "
+        "superslomo-dis: DIS flows refined by the network's second U-Net")
     weights: str | None = Field(None, description="Super SloMo checkpoint (any fsspec URL) or shipped:NAME")
     weights_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$", description="sha256 of the weights file")
     device: str = Field("auto", description="auto (CUDA if present, else CPU), cpu, cuda, cuda:N")
@@ -130,8 +133,8 @@ class ConversionSettings(BaseModel):
     @classmethod
     def _default_weights(cls, values: object) -> object:
         """``superslomo`` without weights runs the best shipped ones, recorded by name in the job id."""
-        if isinstance(values, dict) and values.get("model") == "superslomo" and values.get("weights") is None:
-            return {**values, "weights": model_weights("superslomo", None)}
+        if isinstance(values, dict) and values.get("model") in NETWORK_MODELS and values.get("weights") is None:
+            return {**values, "weights": model_weights(values["model"], None)}
         return values
 
     @model_validator(mode="after")

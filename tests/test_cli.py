@@ -124,7 +124,7 @@ def test_bad_weights(tmp_path: Path, clip: str, capsys) -> None:
                     "--weights", str(tmp_path / "w.pt"), "--local"], "not a readable PyTorch checkpoint")
     # --model superslomo alone runs the best shipped weights (tests/test_shipped_weights.py); weights for dis are a mistake.
     _fails(capsys, ["convert", clip, str(tmp_path / "o.mp4"), "--factor", "2", "--weights", str(tmp_path / "w.pt")],
-           "--weights applies to --model superslomo only", code=2)
+           "--weights applies to --model superslomo or superslomo-dis only", code=2)
 
 
 def test_help_explains_every_option() -> None:

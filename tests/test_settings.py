@@ -53,7 +53,7 @@ def test_every_spelling_of_a_rate_is_one_job() -> None:
     ({}, "give --factor N or --fps RATE"),
     ({"fps": "fast"}, "not a frame rate"),
     ({"factor": 2, "audio": "copy"}, "audio cannot be copied unchanged into slow motion"),
-    ({"factor": 2, "weights": "w.pt"}, "--weights applies to --model superslomo only"),
+    ({"factor": 2, "weights": "w.pt"}, "--weights applies to --model superslomo or superslomo-dis only"),
 ])
 def test_bad_values_are_one_line_config_errors(values: dict, expect: str) -> None:
     with pytest.raises(ConfigError) as failure:

@@ -39,7 +39,7 @@ def test_superslomo_without_weights_runs_the_best_shipped() -> None:
     _, best = load_superslomo(resolve_shipped(best_shipped()))
     assert build_interpolator("superslomo", None).weights_sha256 == best.weights_sha256
     validate_model_choice("superslomo", None)
-    with pytest.raises(ConfigError, match="--weights applies to --model superslomo only"):
+    with pytest.raises(ConfigError, match="--weights applies to --model superslomo or superslomo-dis only"):
         validate_model_choice("dis", best_shipped())
 
 
@@ -71,13 +71,18 @@ def test_shipped_weights_record_their_warp_convention(name: str) -> None:
     assert SLOMO_WARP.describe() in (weights_dir() / f"{name}.md").read_text()
 
 
+def _arch(name: str) -> str:
+    """The model a shipped file runs under (its recorded architecture)."""
+    return load_superslomo(resolve_shipped(PREFIX + name))[1].config.arch
+
+
 @pytest.mark.parametrize("weights", [[]] + [["--weights", PREFIX + name] for name in shipped_names()])
 def test_cli_runs_shipped_weights_by_name(weights: list[str], tmp_path: Path) -> None:
     source = make_clip(str(tmp_path / "in.mp4"), moving_square_frames(4, 64, 48), cfr_pts(4), Fraction(1, 25))
     out = tmp_path / "out.mp4"
     done = subprocess.run(
         [sys.executable, "-m", "flows.cli", "convert", source, str(out), "--factor", "2", "--local",
-         "--model", "superslomo", *weights, "--quiet"],
+         "--model", _arch(weights[1].removeprefix(PREFIX)) if weights else "superslomo", *weights, "--quiet"],
         capture_output=True, text=True, check=False,
     )
     assert done.returncode == 0, done.stderr
@@ -90,7 +95,8 @@ def test_bf16_stays_within_half_a_db_of_fp32_on_real_footage(name: str, footage:
     import numpy as np
 
     from slomo_core.interp.base import PairRequest
-    from slomo_core.interp.network import InferenceSettings, SuperSloMoInterpolator
+    from slomo_core.interp.factory import network_interpolator
+    from slomo_core.interp.network import InferenceSettings
     from slomo_core.video.decode import iter_frames
 
     frames = [f.image for f in iter_frames(str(footage / "carphone_pristine.mp4"), 40, 49)]
@@ -99,7 +105,7 @@ def test_bf16_stays_within_half_a_db_of_fp32_on_real_footage(name: str, footage:
 
     def mean_psnr(dtype: str) -> float:
         model, _ = load_superslomo(resolve_shipped(PREFIX + name))
-        made = SuperSloMoInterpolator(model, InferenceSettings(device="cpu", dtype=dtype)).interpolate(requests)
+        made = network_interpolator(model, None, InferenceSettings(device="cpu", dtype=dtype)).interpolate(requests)
         errors = [np.mean((m[0].astype(float) - t.astype(float)) ** 2) for m, t in zip(made, truth)]
         return float(np.mean([10 * np.log10(255**2 / e) for e in errors]))
 

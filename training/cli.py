@@ -12,6 +12,7 @@ import logging
 import sys
 
 from slomo_core.errors import SlomoError
+from slomo_core.model.superslomo import ARCHITECTURES
 from slomo_core.model.synthesis import WARP_CONVENTIONS
 from slomo_core.model.unet import PRESETS
 from training.config import RENDERERS, TrainConfig
@@ -21,6 +22,9 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train, or resume the run in --out")
     d = TrainConfig()
     p.add_argument("--out", required=True, help="run folder: state.pt, best.pt, curve.csv (resumed if present)")
+    p.add_argument("--arch", choices=list(ARCHITECTURES), default=d.arch,
+                   help="superslomo: the paper's two U-Nets; superslomo-dis: DIS flows (as --model dis computes "
+                        "them) refined by the paper's interpolation U-Net, which alone is trained")
     p.add_argument("--preset", choices=list(PRESETS), default=d.preset,
                    help="full: the paper's widths; light: (16,32,64,128,256,256), trains on CPUs")
     p.add_argument("--crop", type=int, default=d.crop, help="training crop side, multiple of 32")
@@ -63,7 +67,7 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
 
 def _config(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(
-        preset=args.preset, crop=args.crop, batch_size=args.batch_size, lr=args.lr,
+        arch=args.arch, preset=args.preset, crop=args.crop, batch_size=args.batch_size, lr=args.lr,
         lr_milestones=tuple(args.lr_milestones), steps=args.steps, max_minutes=args.max_minutes, seed=args.seed,
         device=args.device, dtype=args.dtype, channels_last=args.channels_last, threads=args.threads,
         max_shift=args.max_shift, renderer=args.renderer, video_fraction=args.video_fraction, videos=tuple(args.video),
@@ -90,7 +94,7 @@ def _train(args: argparse.Namespace) -> int:
     from training.loop import Trainer
 
     trainer = Trainer(config, args.out)
-    print(f"training {config.preset} on {trainer.device} ({trainer.amp_dtype}), step {trainer.state.step} "
+    print(f"training {config.arch} {config.preset} on {trainer.device} ({trainer.amp_dtype}), step {trainer.state.step} "
           f"of {config.steps}, out {args.out}", flush=True)
     state = trainer.run(on_log=_print_row)
     print(f"stopped at step {state.step}; best validation PSNR {state.best_val_psnr:.2f} dB", flush=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from slomo_core.errors import ConfigError
+from slomo_core.model.superslomo import ARCH_SUPERSLOMO, ARCHITECTURES
 from slomo_core.model.synthesis import WARP_CONVENTIONS, WarpConvention
 from slomo_core.model.unet import PRESETS
 
@@ -16,6 +17,7 @@ class TrainConfig:
     """Everything that shapes a run; stored in its checkpoints. ``widths`` and ``crop`` are fixed per run."""
 
     preset: str = "light"
+    arch: str = ARCH_SUPERSLOMO  # or "superslomo-dis": DIS flows (computed per triplet) + the interpolation U-Net
     crop: int = 128
     batch_size: int = 8
     lr: float = 2e-4
@@ -53,6 +55,8 @@ class TrainConfig:
         return WARP_CONVENTIONS[self.warp]
 
     def validate(self) -> TrainConfig:
+        if self.arch not in ARCHITECTURES:
+            raise ConfigError(f"unknown architecture {self.arch!r} (use {', '.join(ARCHITECTURES)})")
         if self.preset not in PRESETS:
             raise ConfigError(f"unknown preset {self.preset!r} (use {', '.join(PRESETS)})")
         if self.crop < 64 or self.crop % 32:

@@ -9,23 +9,46 @@ training device (a GPU renders a batch in milliseconds; one CPU thread with Open
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from training.synthetic import MotionRange, SyntheticScene, random_scene
 
+if TYPE_CHECKING:
+    from slomo_core.interp.dis import DISInterpolator
+
 
 @dataclass
 class Batch:
+    """Frames in [0, 1], NCHW; ``flow01``/``flow10`` (N x 2 x H x W pixels) only for ``superslomo-dis``."""
+
     frame0: torch.Tensor
     frame_t: torch.Tensor
     frame1: torch.Tensor
     t: torch.Tensor
+    flow01: torch.Tensor | None = None
+    flow10: torch.Tensor | None = None
 
     def to(self, device: torch.device) -> Batch:
-        return Batch(*(x.to(device, non_blocking=True) for x in (self.frame0, self.frame_t, self.frame1, self.t)))
+        return Batch(*(None if x is None else x.to(device, non_blocking=True)
+                       for x in (self.frame0, self.frame_t, self.frame1, self.t, self.flow01, self.flow10)))
+
+
+def with_dis_flows(batch: Batch, dis: DISInterpolator) -> Batch:
+    """The batch with DIS flows both ways for each (frame0, frame1), computed on the host by the ``dis``
+    interpolator's own flow function and settings (what ``superslomo-dis`` sees at inference), on the frames'
+    device. The frames were 8-bit before they became floats, so rounding them back is exact."""
+    def levels(frames: torch.Tensor) -> np.ndarray:
+        return frames.detach().mul(255.0).round_().to("cpu", torch.uint8).permute(0, 2, 3, 1).numpy()
+
+    flows = [dis.compute_flows(a, b) for a, b in zip(levels(batch.frame0), levels(batch.frame1), strict=True)]
+    flow01, flow10 = (torch.from_numpy(np.stack([f[d] for f in flows])).permute(0, 3, 1, 2).contiguous()
+                      for d in (0, 1))
+    device = batch.frame0.device
+    return replace(batch, flow01=flow01.to(device), flow10=flow10.to(device))
 
 
 def _stack(images: Sequence[np.ndarray]) -> torch.Tensor:

@@ -35,7 +35,11 @@ def card_text(name: str, weights_digest: str, file_digest: str, training: dict, 
     lines = [
         f"# {name}",
         "",
-        "Super SloMo (Jiang et al., CVPR 2018) weights trained by slomo's `training/` package.",
+        "Super SloMo (Jiang et al., CVPR 2018) weights trained by slomo's `training/` package."
+        if training.get("arch", "superslomo") == "superslomo" else
+        "superslomo-dis weights trained by slomo's `training/` package: OpenCV DIS optical flow both ways (the `dis` "
+        "interpolator's), refined by Super SloMo's arbitrary-time interpolation U-Net (Jiang et al., CVPR 2018), "
+        "which predicts flow residuals and visibility; the paper's fusion.",
         "",
         "| | |",
         "|---|---|",
@@ -43,7 +47,7 @@ def card_text(name: str, weights_digest: str, file_digest: str, training: dict, 
         f"| weights sha256 (checked on load) | `{weights_digest}` |",
         f"| warp convention (recorded in the file) | {warp.describe()} |",
     ]
-    keys = ("preset", "init", "steps", "samples", "train_seconds", "batch_size", "crop", "lr", "lr_milestones", "data",
+    keys = ("arch", "preset", "init", "steps", "samples", "train_seconds", "batch_size", "crop", "lr", "lr_milestones", "data",
             "losses", "teacher", "distill_weight", "val_psnr")
     for key in keys:
         if key in training:

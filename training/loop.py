@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -26,15 +27,18 @@ from torch import nn
 
 from slomo_core.errors import ConfigError
 from slomo_core.model.checkpoint import load_superslomo, save_superslomo
-from slomo_core.model.superslomo import SuperSloMo, SuperSloMoConfig
+from slomo_core.model.superslomo import ARCH_SUPERSLOMO, SuperSloMo, SuperSloMoConfig
 from slomo_core.runtime import cpu_has_native_bf16, resolve_device, resolve_dtype
 from training.config import TrainConfig
-from training.data import Batch, TripletSampler
+from training.data import Batch, TripletSampler, with_dis_flows
 from training.distill import build_distiller
-from training.losses import SuperSloMoObjective
+from training.losses import DISHybridObjective, SuperSloMoObjective
 from training.photos import load_photos, photo_paths
 from training.state_file import read_state, write_state
 from training.synthetic import MotionRange
+
+if TYPE_CHECKING:
+    from slomo_core.interp.dis import DISInterpolator
 
 log = logging.getLogger(__name__)
 
@@ -95,11 +99,23 @@ def build_sampler(config: TrainConfig, device: torch.device | None = None) -> Tr
                           config.video_fraction, device=device)
 
 
-def validation_set(config: TrainConfig, sampler: TripletSampler) -> Batch:
-    """The same host-rendered set whichever renderer trains, so validation PSNRs stay comparable."""
+def validation_set(config: TrainConfig, sampler: TripletSampler, dis: DISInterpolator | None = None) -> Batch:
+    """The same host-rendered set whichever renderer trains, so validation PSNRs stay comparable; with ``dis``
+    (``superslomo-dis``), carrying its DIS flows."""
     synthetic_only = TripletSampler(sampler.photos, (), config.crop, sampler.motion, 0.0)
     rng = np.random.default_rng(config.seed + _VALIDATION_SEED_OFFSET)
-    return synthetic_only.batch(rng, config.eval_samples)
+    batch = synthetic_only.batch(rng, config.eval_samples)
+    return with_dis_flows(batch, dis) if dis is not None else batch
+
+
+def flow_source(config: TrainConfig) -> DISInterpolator | None:
+    """The DIS interpolator whose flow function feeds ``superslomo-dis`` (default settings, one solver:
+    the same flows inference computes); None for the paper's network, which learns its flows."""
+    if config.arch == ARCH_SUPERSLOMO:
+        return None
+    from slomo_core.interp.dis import DISInterpolator
+
+    return DISInterpolator(flow_threads=1)
 
 
 @dataclass
@@ -128,9 +144,11 @@ class Trainer:
             torch.backends.cudnn.benchmark = True  # fixed crop size: let cuDNN pick its fastest kernels
         torch.manual_seed(config.seed)  # same initial weights on every rank and every fresh run
         # Weights stay fp32 (autocast handles bf16); channels_last is a layout choice only.
-        self.model = SuperSloMo(SuperSloMoConfig(widths=config.widths, warp=config.warp_convention)).place(
-            self.device, torch.float32, config.channels_last)
-        self.objective = SuperSloMoObjective(self.model)
+        self.model = SuperSloMo(SuperSloMoConfig(widths=config.widths, warp=config.warp_convention, arch=config.arch)
+                                ).place(self.device, torch.float32, config.channels_last)
+        objective = SuperSloMoObjective if self.model.config.learns_flow else DISHybridObjective
+        self.objective = objective(self.model)
+        self.dis = flow_source(config)
         self.objective.distill = build_distiller(config.teacher, config.distill_weight, config.warp, self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         self.state = TrainState()
@@ -138,7 +156,7 @@ class Trainer:
         self._resume()
         self.wrapped = wrap(self.objective) if wrap else self.objective
         self.sampler = build_sampler(config, render_device(config, self.device))
-        self.validation = validation_set(config, self.sampler) if self.is_chief else None
+        self.validation = validation_set(config, self.sampler, self.dis) if self.is_chief else None
 
     # -- checkpoints -------------------------------------------------------------------------------
     def _initialise(self) -> None:
@@ -152,8 +170,12 @@ class Trainer:
         if info.config.warp != self.model.config.warp:
             log.warning("%s was trained with the %s warp; this run trains it with %s (--warp %s keeps its own)",
                         self.config.init_weights, info.config.warp.name, self.config.warp, info.config.warp.name)
-        self.model.flow_net.load_state_dict(source.flow_net.state_dict())
-        self.model.interp_net.load_state_dict(source.interp_net.state_dict())
+        if self.model.flow_net is not None:
+            if source.flow_net is None:
+                raise ConfigError(f"{self.config.init_weights}: a {info.config.arch} file has no flow net to start "
+                                  f"a {self.config.arch} run from")
+            self.model.flow_net.load_state_dict(source.flow_net.state_dict())
+        self.model.interp_net.load_state_dict(source.interp_net.state_dict())  # either arch: the same U-Net
         log.info("initialised from %s (weights sha256 %s)", self.config.init_weights, info.weights_sha256[:12])
 
     def _resume(self) -> None:
@@ -164,10 +186,11 @@ class Trainer:
         data = read_state(path)
         meta = data["meta"]
         saved = TrainConfig.from_dict(meta["config"])  # runs from before conventions were recorded used slomo's
-        if saved.widths != self.config.widths or saved.crop != self.config.crop or saved.warp != self.config.warp:
-            raise ConfigError(f"{path}: run was {saved.preset} at crop {saved.crop} with the {saved.warp} warp; cannot "
-                              f"resume it as {self.config.preset} at crop {self.config.crop} with the "
-                              f"{self.config.warp} warp (use another --out)")
+        if (saved.widths != self.config.widths or saved.crop != self.config.crop or saved.warp != self.config.warp
+                or saved.arch != self.config.arch):
+            raise ConfigError(f"{path}: run was {saved.arch} {saved.preset} at crop {saved.crop} with the {saved.warp} "
+                              f"warp; cannot resume it as {self.config.arch} {self.config.preset} at crop "
+                              f"{self.config.crop} with the {self.config.warp} warp (use another --out)")
         try:
             self.model.load_state_dict(data["model"])
             self.optimizer.load_state_dict(data["optimizer"])
@@ -191,12 +214,12 @@ class Trainer:
         c = self.config
         return {
             "steps": self.state.step, "samples": self.state.samples, "train_seconds": round(self.state.elapsed_s),
-            "preset": c.preset, "crop": c.crop, "batch_size": c.batch_size * self.world_size, "lr": c.lr,
+            "arch": c.arch, "preset": c.preset, "crop": c.crop, "batch_size": c.batch_size * self.world_size, "lr": c.lr,
             "lr_milestones": list(c.lr_milestones),
             "data": describe_data(c),
             "init": c.init_weights or "random",
             "warp": c.warp,
-            "losses": "204*L1 reconstruction + 102*warping + smoothness (no perceptual: no offline VGG)",
+            "losses": self.objective.description,
             "val_psnr": round(self.state.best_val_psnr, 3),
             **self._teacher_metadata(),
         }
@@ -223,7 +246,8 @@ class Trainer:
         return x.contiguous(memory_format=torch.channels_last) if self.config.channels_last and x.ndim == 4 else x
 
     def next_batch(self) -> Batch:
-        return self.sampler.batch(self.rng, self.config.batch_size)
+        batch = self.sampler.batch(self.rng, self.config.batch_size)
+        return with_dis_flows(batch, self.dis) if self.dis is not None else batch
 
     def train_step(self, batch: Batch) -> dict[str, float]:
         return {k: float(v) for k, v in self.step(batch).items()}
@@ -235,8 +259,9 @@ class Trainer:
             group["lr"] = self._lr()
         frame0, frame_t, frame1 = (self._prepare(x) for x in (batch.frame0, batch.frame_t, batch.frame1))
         t = batch.t.to(self.device)
+        flows = () if self.dis is None else (batch.flow01.to(self.device), batch.flow10.to(self.device))
         with self._autocast():
-            losses = self.wrapped(frame0, frame_t, frame1, t)
+            losses = self.wrapped(frame0, frame_t, frame1, t, *flows)
         self.optimizer.zero_grad(set_to_none=True)
         losses["total"].backward()
         self.optimizer.step()
@@ -254,7 +279,10 @@ class Trainer:
         for start in range(0, v.t.numel(), 16):
             part = slice(start, start + 16)
             frame0, frame1 = self._prepare(v.frame0[part]), self._prepare(v.frame1[part])
-            flow01, flow10 = self.model.compute_flows(frame0, frame1)
+            if self.dis is None:
+                flow01, flow10 = self.model.compute_flows(frame0, frame1)
+            else:
+                flow01, flow10 = v.flow01[part].to(self.device), v.flow10[part].to(self.device)
             out = self.model.synthesize(frame0, frame1, flow01, flow10, v.t[part].to(self.device)).frames
             predictions.append(out.float().cpu())
         prediction = torch.cat(predictions)

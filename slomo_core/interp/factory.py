@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from slomo_core.errors import CheckpointError, ConfigError
 from slomo_core.interp.base import FrameInterpolator
@@ -11,15 +12,21 @@ from slomo_core.model.shipped import best_shipped, is_shipped, resolve_shipped
 from slomo_core.scratch import scratch_dir
 from slomo_core.storage import StorageOptions, file_sha256, localize
 
-MODELS = ("dis", "superslomo")
+if TYPE_CHECKING:
+    from slomo_core.model.superslomo import SuperSloMo
+
+MODELS = ("dis", "superslomo", "superslomo-dis")
+# The models that run learned weights (each one architecture of model.superslomo, recorded in its checkpoints).
+NETWORK_MODELS = ("superslomo", "superslomo-dis")
 # The weight-free interpolator stays the default until shipped network weights beat it on bench/quality.py.
 DEFAULT_MODEL = "dis"
 
 
 def model_weights(model: str, weights: str | None) -> str | None:
-    """The weights a model runs with: the ones given, or for ``superslomo`` without any, the best shipped."""
-    if model == "superslomo" and weights is None:
-        return best_shipped()
+    """The weights a model runs with: the ones given, or for a network without any, its best shipped (a
+    one-line error where none ship)."""
+    if model in NETWORK_MODELS and weights is None:
+        return best_shipped(model)
     return weights
 
 
@@ -28,9 +35,9 @@ def validate_model_choice(model: str, weights: str | None) -> None:
     if model not in MODELS:
         raise ConfigError(f"unknown model {model!r} (choose from {', '.join(MODELS)})")
     if model == "dis" and weights is not None:
-        raise ConfigError("--weights applies to --model superslomo only")
+        raise ConfigError(f"--weights applies to --model {' or '.join(NETWORK_MODELS)} only")
     weights = model_weights(model, weights)
-    if model == "superslomo" and is_shipped(weights):
+    if model in NETWORK_MODELS and is_shipped(weights):
         resolve_shipped(weights)  # an unknown name fails here, before any work
 
 
@@ -44,13 +51,25 @@ def build_interpolator(
         from slomo_core.interp.dis import DISInterpolator
 
         return DISInterpolator()
-    if model == "superslomo":
-        from slomo_core.interp.network import SuperSloMoInterpolator
-        from slomo_core.model.checkpoint import load_superslomo
+    from slomo_core.model.checkpoint import load_superslomo
 
-        network, info = load_superslomo(resolve_shipped(model_weights(model, weights)))
-        return SuperSloMoInterpolator(network, inference, weights_sha256=info.weights_sha256)
-    raise ConfigError(f"unknown model {model!r} (choose from {', '.join(MODELS)})")
+    path = resolve_shipped(model_weights(model, weights))
+    network, info = load_superslomo(path)
+    if info.config.arch != model:
+        raise CheckpointError(f"{path}: holds {info.config.arch} weights, not {model} (run it with --model {info.config.arch})")
+    return network_interpolator(network, info.weights_sha256, inference)
+
+
+def network_interpolator(network: SuperSloMo, weights_sha256: str | None = None,
+                         inference: InferenceSettings = InferenceSettings()) -> FrameInterpolator:
+    """The interpolator that runs a loaded network of either architecture (what its checkpoint records)."""
+    if network.config.learns_flow:
+        from slomo_core.interp.network import SuperSloMoInterpolator
+
+        return SuperSloMoInterpolator(network, inference, weights_sha256=weights_sha256)
+    from slomo_core.interp.hybrid import DISSuperSloMoInterpolator
+
+    return DISSuperSloMoInterpolator(network, inference, weights_sha256=weights_sha256)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ ALIGN = 32
 # Measured peak activation memory of one fp32 synthesis pass: ~1.2 KB per padded pixel (1 Mpx, CPU).
 BYTES_PER_PIXEL = 1300
 MAX_AUTO_PIXELS = 1 << 23  # beyond ~8 Mpx per pass there is nothing left to gain in throughput
+Flows = tuple[torch.Tensor, torch.Tensor]  # F_0->1, F_1->0: N x 2 x H x W pixels
 
 
 def auto_pixel_budget(device: torch.device, memory_fraction: float = 0.5) -> int:
@@ -110,7 +111,8 @@ class SuperSloMoInterpolator:
             # produced (a chunk's last call, the last pass of a budget): 90-400 s each for a tiny network on a
             # loaded 2-core CPU; on an H200 the full network had not finished compiling after 100 s.
             # Inductor's on-disk cache (TORCHINDUCTOR_CACHE_DIR) lets later actors on a node reuse the kernels.
-            self.model.flow_net.compile(dynamic=True)
+            if self.model.flow_net is not None:
+                self.model.flow_net.compile(dynamic=True)
             self.model.interp_net.compile(dynamic=True)
 
     @torch.inference_mode()
@@ -126,16 +128,22 @@ class SuperSloMoInterpolator:
         dtype = requests[0].frame0.dtype
         if any(r.frame0.dtype != dtype or r.frame1.dtype != dtype for r in requests):
             raise ValueError("all frames of one call must have one dtype")
+        flows = self.given_flows(requests)
         frames0 = self._to_device([r.frame0 for r in requests])
         frames1 = self._to_device([r.frame1 for r in requests])
         times = [tuple(float(t) for t in r.times) for r in requests]
         h, w = shape[:2]
         padded_pixels = (h + (-h) % ALIGN) * (w + (-w) % ALIGN)
         if padded_pixels > self.max_batch_pixels:
-            stacked = torch.cat(self._run_tiled(frames0, frames1, times))
+            stacked = torch.cat(self._run_tiled(frames0, frames1, times, flows))
         else:
-            stacked = self._run_stacked(frames0, frames1, times)
+            stacked = self._run_stacked(frames0, frames1, times, flows)
         return self._to_numpy(stacked, times, torch.uint8 if dtype == np.uint8 else torch.uint16)
+
+    def given_flows(self, requests: Sequence[PairRequest]) -> Flows | None:
+        """Flows F_0->1, F_1->0 (N x 2 x H x W pixels, on the device) from outside the network, or None: the
+        paper's network computes its own; ``superslomo-dis`` overrides this with DIS's (``interp.hybrid``)."""
+        return None
 
     def _to_device(self, images: list[np.ndarray]) -> torch.Tensor:
         """uint8 (uint16 for deep sources) travels to the device (a quarter / half of float's bytes) and
@@ -154,21 +162,27 @@ class SuperSloMoInterpolator:
             start += len(pair_times)
         return result
 
-    def _run(self, frames0: torch.Tensor, frames1: torch.Tensor, times: list[tuple[float, ...]]) -> list[torch.Tensor]:
+    def _run(self, frames0: torch.Tensor, frames1: torch.Tensor, times: list[tuple[float, ...]],
+             flows: Flows | None = None) -> list[torch.Tensor]:
         """Untiled: returns per pair a (len(times), 3, H, W) float tensor in [0, 1]-ish."""
-        return list(torch.split(self._run_stacked(frames0, frames1, times), [len(ts) for ts in times]))
+        return list(torch.split(self._run_stacked(frames0, frames1, times, flows), [len(ts) for ts in times]))
 
-    def _run_stacked(self, frames0: torch.Tensor, frames1: torch.Tensor, times: list[tuple[float, ...]]) -> torch.Tensor:
-        """Untiled: every time of every pair, pair-major, as one (sum of len(times), 3, H, W) float tensor."""
+    def _run_stacked(self, frames0: torch.Tensor, frames1: torch.Tensor, times: list[tuple[float, ...]],
+                     flows: Flows | None = None) -> torch.Tensor:
+        """Untiled: every time of every pair, pair-major, as one (sum of len(times), 3, H, W) float tensor.
+        ``flows``: given flows (padded here like the frames) instead of the flow network's."""
         padded0, size = pad_to_multiple(frames0)
         padded1, _ = pad_to_multiple(frames1)
         per_pass = max(1, self.max_batch_pixels // (padded0.shape[-1] * padded0.shape[-2]))
-        flows01, flows10 = [], []
-        for s in range(0, padded0.shape[0], per_pass):
-            f01, f10 = self.model.compute_flows(padded0[s : s + per_pass], padded1[s : s + per_pass])
-            flows01.append(f01)
-            flows10.append(f10)
-        flow01, flow10 = torch.cat(flows01), torch.cat(flows10)
+        if flows is not None:
+            flow01, flow10 = (pad_to_multiple(f)[0] for f in flows)
+        else:
+            flows01, flows10 = [], []
+            for s in range(0, padded0.shape[0], per_pass):
+                f01, f10 = self.model.compute_flows(padded0[s : s + per_pass], padded1[s : s + per_pass])
+                flows01.append(f01)
+                flows10.append(f10)
+            flow01, flow10 = torch.cat(flows01), torch.cat(flows10)
         pair_index = upload(torch.tensor([p for p, ts in enumerate(times) for _ in ts], dtype=torch.long), self.device)
         t_all = upload(torch.tensor([t for ts in times for t in ts], dtype=torch.float32), self.device)
         pieces = []
@@ -181,7 +195,7 @@ class SuperSloMoInterpolator:
         return torch.cat(pieces) if pieces else padded0.new_zeros((0, 3, *size))
 
     def _run_tiled(
-        self, frames0: torch.Tensor, frames1: torch.Tensor, times: list[tuple[float, ...]]
+        self, frames0: torch.Tensor, frames1: torch.Tensor, times: list[tuple[float, ...]], flows: Flows | None = None
     ) -> list[torch.Tensor]:
         """Overlapping square tiles that each fit the budget, blended with linear feathering."""
         h, w = frames0.shape[-2:]
@@ -198,7 +212,8 @@ class SuperSloMoInterpolator:
                 for x in xs:
                     wx = upload(_feather(tile_w, overlap, x == 0, x + tile_w >= w), self.device)
                     window = (slice(None), slice(None), slice(y, y + tile_h), slice(x, x + tile_w))
-                    (out,) = self._run(frames0[p : p + 1][window], frames1[p : p + 1][window], [pair_times])
+                    given = None if flows is None else tuple(f[p : p + 1][window] for f in flows)
+                    (out,) = self._run(frames0[p : p + 1][window], frames1[p : p + 1][window], [pair_times], given)
                     mask = (wy[:, None] * wx[None, :])[None, None]
                     acc[window] += out * mask
                     weight[window] += mask

@@ -4,8 +4,9 @@ Two layouts load unchanged:
 - the widely used public PyTorch re-implementation: a dict with ``state_dictFC`` (flow net) and
   ``state_dictAT`` (interpolation net), full widths, reference normalisation;
 - slomo's own: the same two keys (so the public code can read full-width files too) plus metadata
-  (architecture widths, normalisation, warp convention, training notes) and a sha256 of the weights that is
-  checked on load.
+  (architecture name and widths, normalisation, warp convention, training notes) and a sha256 of the weights
+  that is checked on load. A ``superslomo-dis`` file (DIS flows + the interpolation U-Net) holds an empty
+  ``state_dictFC``; its architecture name says so, and callers that expect the other one refuse it.
 
 Every loaded model carries the warp convention its weights were trained under: public files always run the
 public re-implementation's (``PUBLIC_WARP``), slomo files the one they record (files from before conventions
@@ -29,7 +30,7 @@ from typing import Any
 import torch
 
 from slomo_core.errors import CheckpointError
-from slomo_core.model.superslomo import SuperSloMo, SuperSloMoConfig
+from slomo_core.model.superslomo import ARCH_SUPERSLOMO, ARCHITECTURES, SuperSloMo, SuperSloMoConfig
 from slomo_core.model.synthesis import PUBLIC_WARP, SLOMO_WARP, WarpConvention
 from slomo_core.storage import file_sha256
 
@@ -39,6 +40,8 @@ FORMAT_VERSION = 2  # 2: records the warp convention
 _SAFE_TYPES = (datetime.datetime,)
 _FLOW_KEY = "state_dictFC"
 _INTERP_KEY = "state_dictAT"
+# ``architecture.name`` in slomo files: files from before the hybrid existed all say "SuperSloMo".
+_ARCH_NAMES = {"SuperSloMo": ARCH_SUPERSLOMO, **{a: a for a in ARCHITECTURES}}
 # Output channels of conv1 and down1..down5 give the six widths of a U-Net.
 _WIDTH_LAYERS = ("conv1", "down1.conv1", "down2.conv1", "down3.conv1", "down4.conv1", "down5.conv1")
 
@@ -153,8 +156,12 @@ def load_superslomo(path: str) -> tuple[SuperSloMo, CheckpointInfo]:
             warp = WarpConvention.from_dict(data["warp"]) if "warp" in data else SLOMO_WARP
         except CheckpointError as exc:
             raise CheckpointError(f"{path}: {exc}") from None
-        stored_config = SuperSloMoConfig.from_dict({**data.get("architecture", {}), **data.get("normalization", {})})
-        config = replace(stored_config, warp=warp)
+        architecture = dict(data.get("architecture", {}))
+        arch_name = str(architecture.pop("name", "SuperSloMo"))
+        if arch_name not in _ARCH_NAMES:
+            raise CheckpointError(f"{path}: unknown architecture {arch_name!r} (this slomo knows {', '.join(ARCHITECTURES)})")
+        stored_config = SuperSloMoConfig.from_dict({**architecture, **data.get("normalization", {})})
+        config = replace(stored_config, warp=warp, arch=_ARCH_NAMES[arch_name])
         stored = data.get("weights_sha256")
         if stored and stored != digest:
             raise CheckpointError(f"{path}: weights do not match their recorded sha256 (file corrupted?)")
@@ -165,7 +172,10 @@ def load_superslomo(path: str) -> tuple[SuperSloMo, CheckpointInfo]:
         notes = {k: _plain(v) for k, v in data.items() if k not in (_FLOW_KEY, _INTERP_KEY)}
         training = {k: v for k, v in notes.items() if v is not None}
     model = SuperSloMo(config)
-    _load_into(path, model.flow_net, flow_state, "flow net (state_dictFC)")
+    if model.flow_net is not None:
+        _load_into(path, model.flow_net, flow_state, "flow net (state_dictFC)")
+    elif flow_state:
+        raise CheckpointError(f"{path}: a {config.arch} file must hold no flow net, but state_dictFC has {len(flow_state)} entries")
     _load_into(path, model.interp_net, interp_state, "interpolation net (state_dictAT)")
     model.eval()
     return model, CheckpointInfo(path, layout, config, file_sha256(path), digest, training)
@@ -186,14 +196,16 @@ def save_superslomo(
     dtype: torch.dtype = torch.float32,
 ) -> str:
     """Write slomo's own layout (optionally fp16 to keep shipped files small); returns the weights sha256."""
-    flow_state = {k: v.detach().to("cpu", dtype) for k, v in model.flow_net.state_dict().items()}
+    flow_net = model.flow_net
+    flow_state = {k: v.detach().to("cpu", dtype) for k, v in flow_net.state_dict().items()} if flow_net else {}
     interp_state = {k: v.detach().to("cpu", dtype) for k, v in model.interp_net.state_dict().items()}
     digest = weights_sha256(flow_state, interp_state)
     config = model.config.to_dict()
     payload = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
-        "architecture": {"name": "SuperSloMo", "widths": config["widths"]},
+        "architecture": {"name": "SuperSloMo" if model.config.learns_flow else model.config.arch,
+                         "widths": config["widths"]},
         "normalization": {"mean": config["mean"], "std": config["std"]},
         "warp": config["warp"],
         "training": dict(training or {}),

@@ -12,9 +12,10 @@ from pathlib import Path
 from slomo_core.errors import CheckpointError
 
 PREFIX = "shipped:"
-# What ``--model superslomo`` runs without ``--weights``: the shipped weights that score best on bench/quality.py
-# (mean of the real clips at 2x and 8x; figures on each card). The one place that choice is made.
-BEST = "superslomo-light"
+# What ``--model ARCH`` runs without ``--weights``: per architecture, the shipped weights that score best on
+# bench/quality.py (mean of the real clips at 2x and 8x; figures on each card), None while none ship.
+# The one place that choice is made.
+BEST: dict[str, str | None] = {"superslomo": "superslomo-light", "superslomo-dis": None}
 
 
 def weights_dir() -> Path:
@@ -26,9 +27,14 @@ def shipped_names() -> list[str]:
     return sorted(p.stem for p in folder.glob("*.pt")) if folder.is_dir() else []
 
 
-def best_shipped() -> str:
-    """``shipped:NAME`` of the best shipped weights."""
-    return PREFIX + BEST
+def best_shipped(arch: str = "superslomo") -> str:
+    """``shipped:NAME`` of the best shipped weights of an architecture; one line saying to pass --weights
+    where none ship."""
+    name = BEST.get(arch)
+    if name is None:
+        raise CheckpointError(f"no {arch} weights ship with slomo yet: pass --weights FILE (a checkpoint of "
+                              f"slomo-train train --arch {arch})")
+    return PREFIX + name
 
 
 def is_shipped(weights: str | None) -> bool:

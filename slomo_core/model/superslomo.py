@@ -1,9 +1,19 @@
-"""The Super SloMo network (Jiang et al., CVPR 2018): two U-Nets around the shared synthesis."""
+"""The Super SloMo network (Jiang et al., CVPR 2018): two U-Nets around the shared synthesis.
+
+Two architectures share this module:
+- ``superslomo``: the paper's, flow computation ``UNet(6, 4)`` then arbitrary-time flow interpolation
+  ``UNet(20, 5)``;
+- ``superslomo-dis``: the weight-free DIS optical flow (``interp.dis``, both directions, on the host) as the
+  first stage and only the paper's second U-Net, learned: it refines the intermediate flows and predicts
+  visibility (eqs. 2-4 and the fusion unchanged). Its last layer starts at zero, so an untrained hybrid is
+  exactly the plain average of the two DIS warps, and training learns corrections, cheap enough for a CPU.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Literal
 
 import torch
 from torch import nn
@@ -20,6 +30,11 @@ from slomo_core.model.unet import FULL_WIDTHS, UNet
 # Input normalisation of the public re-implementation (mean subtracted, std 1), RGB in [0, 1].
 REFERENCE_MEAN: tuple[float, float, float] = (0.429, 0.431, 0.397)
 REFERENCE_STD: tuple[float, float, float] = (1.0, 1.0, 1.0)
+# The architectures a checkpoint may hold (recorded in its metadata; see the module docstring).
+ARCH_SUPERSLOMO = "superslomo"
+ARCH_DIS_HYBRID = "superslomo-dis"
+ARCHITECTURES: tuple[str, ...] = (ARCH_SUPERSLOMO, ARCH_DIS_HYBRID)
+Architecture = Literal["superslomo", "superslomo-dis"]
 
 
 @dataclass(frozen=True)
@@ -34,17 +49,26 @@ class SuperSloMoConfig:
     mean: tuple[float, float, float] = REFERENCE_MEAN
     std: tuple[float, float, float] = REFERENCE_STD
     warp: WarpConvention = SLOMO_WARP
+    arch: Architecture = ARCH_SUPERSLOMO
+
+    @property
+    def learns_flow(self) -> bool:
+        """Whether the first stage is the flow U-Net (else flows come from DIS and are given to ``synthesize``)."""
+        return self.arch == ARCH_SUPERSLOMO
 
     def to_dict(self) -> dict:
-        data = {k: list(v) for k, v in asdict(self).items() if k != "warp"}
+        data = {k: list(v) for k, v in asdict(self).items() if k not in ("warp", "arch")}
         data["warp"] = self.warp.to_dict()
+        data["arch"] = self.arch
         return data
 
     @classmethod
     def from_dict(cls, data: dict) -> SuperSloMoConfig:
-        known = {k: tuple(v) for k, v in data.items() if k in cls.__dataclass_fields__ and k != "warp"}
+        known = {k: tuple(v) for k, v in data.items() if k in cls.__dataclass_fields__ and k not in ("warp", "arch")}
         if "warp" in data:
             known["warp"] = WarpConvention.from_dict(data["warp"])
+        if "arch" in data:
+            known["arch"] = data["arch"]
         return cls(**known)
 
 
@@ -61,6 +85,9 @@ class IntermediateFrames:
 class SuperSloMo(nn.Module):
     """Flow computation ``UNet(6, 4)`` and arbitrary-time flow interpolation ``UNet(20, 5)``.
 
+    Under ``arch="superslomo-dis"`` there is no flow U-Net (``flow_net`` is None): flows come from DIS
+    and go straight to ``synthesize``; the interpolation U-Net's output layer starts at zero.
+
     Frames are RGB float tensors in [0, 1], NCHW, height and width multiples of 32. The U-Nets run in
     whatever dtype the module has (their inputs are assembled directly in it); flows, warping and fusion
     stay in fp32: warp coordinates need it (bf16 resolves 1/128 of the half-width, 7 pixels of a 1080p row;
@@ -70,14 +97,20 @@ class SuperSloMo(nn.Module):
     def __init__(self, config: SuperSloMoConfig = SuperSloMoConfig()) -> None:
         super().__init__()
         self.config = config
-        self.flow_net = UNet(6, 4, config.widths)
+        if config.arch not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {config.arch!r} (choose from {', '.join(ARCHITECTURES)})")
+        self.flow_net = UNet(6, 4, config.widths) if config.learns_flow else None
         self.interp_net = UNet(20, 5, config.widths)
+        if not config.learns_flow:
+            # Zero residuals and visibility logit 0 (V = 0.5 both ways): fusion is then (1-t) g0 + t g1.
+            nn.init.zeros_(self.interp_net.conv3.weight)
+            nn.init.zeros_(self.interp_net.conv3.bias)
         self.memory_format = torch.contiguous_format
         self._stats_on: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
     @property
     def compute_dtype(self) -> torch.dtype:
-        return self.flow_net.conv1.weight.dtype
+        return self.interp_net.conv1.weight.dtype
 
     def _stats(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # Kept out of the module's buffers so a bf16 model still normalises in exact fp32; made once per
@@ -115,6 +148,8 @@ class SuperSloMo(nn.Module):
 
     def compute_flows(self, frame0: torch.Tensor, frame1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Bidirectional flows F_0->1 and F_1->0 (pixels), once per pair."""
+        if self.flow_net is None:
+            raise ValueError(f"{self.config.arch} computes no flows itself: pass DIS flows to synthesize")
         out = self._run(self.flow_net, (self.normalize(frame0), self.normalize(frame1)))
         return out[:, :2], out[:, 2:4]
 
