@@ -44,9 +44,7 @@ def with_dis_flows(batch: Batch, dis: DISInterpolator) -> Batch:
     def levels(frames: torch.Tensor) -> np.ndarray:
         return frames.detach().mul(255.0).round_().to("cpu", torch.uint8).permute(0, 2, 3, 1).numpy()
 
-    flows = [dis.compute_flows(a, b) for a, b in zip(levels(batch.frame0), levels(batch.frame1), strict=True)]
-    flow01, flow10 = (torch.from_numpy(np.stack([f[d] for f in flows])).permute(0, 3, 1, 2).contiguous()
-                      for d in (0, 1))
+    flow01, flow10 = dis.flow_tensors(list(zip(levels(batch.frame0), levels(batch.frame1), strict=True)))
     device = batch.frame0.device
     return replace(batch, flow01=flow01.to(device), flow10=flow10.to(device))
 

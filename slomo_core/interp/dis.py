@@ -141,16 +141,23 @@ class DISInterpolator:
         h, w = frame0.shape[:2]
         return self._flow(g0, g1, h, w), self._flow(g1, g0, h, w)
 
-    def _flows_ahead(self, requests: Sequence[PairRequest],
+    def _flows_ahead(self, pairs: Sequence[tuple[np.ndarray, np.ndarray]],
                      pool: ThreadPoolExecutor) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Every request's flows queued on ``pool`` at once (both directions as two tasks), yielded in order."""
+        """Every pair's flows queued on ``pool`` at once (both directions as two tasks), yielded in order."""
         pending = []
-        for request in requests:
-            g0, g1 = self._greys(request.frame0, request.frame1)
-            h, w = request.frame0.shape[:2]
+        for frame0, frame1 in pairs:
+            g0, g1 = self._greys(frame0, frame1)
+            h, w = frame0.shape[:2]
             pending.append((pool.submit(self._flow, g0, g1, h, w), pool.submit(self._flow, g1, g0, h, w)))
         for forward, backward in pending:
             yield forward.result(), backward.result()
+
+    def flow_tensors(self, pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """F_0->1 and F_1->0 of every (frame0, frame1) pair as N x 2 x H x W float32 CPU tensors (pixels),
+        computed on the flow threads: what ``superslomo-dis`` is given, at inference and in training."""
+        with ThreadPoolExecutor(self.flow_threads, thread_name_prefix="slomo-dis-flow") as pool:
+            flows = list(self._flows_ahead(pairs, pool))
+        return tuple(torch.from_numpy(np.stack([f[d] for f in flows])).permute(0, 3, 1, 2).contiguous() for d in (0, 1))
 
     def _seen_in_other(self, flow_ab: np.ndarray, flow_ba: np.ndarray, grid: np.ndarray) -> np.ndarray:
         """Per pixel of frame a, how surely it reappears in frame b (forward-backward agreement), HxW in (0, 1]."""
@@ -206,7 +213,8 @@ class DISInterpolator:
         out: list[list[np.ndarray]] = [[] for _ in requests]
         with torch.inference_mode(), torch_threads(1), \
                 ThreadPoolExecutor(self.flow_threads, thread_name_prefix="slomo-dis-flow") as pool:
-            for n, flows in zip(busy, self._flows_ahead([requests[n] for n in busy], pool), strict=True):
+            pairs = [(requests[n].frame0, requests[n].frame1) for n in busy]
+            for n, flows in zip(busy, self._flows_ahead(pairs, pool), strict=True):
                 out[n] = self._interpolate_pair(requests[n], flows)
         return out
 

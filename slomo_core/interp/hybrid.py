@@ -8,10 +8,6 @@ uint8 transfers, every time of every pair batched, padding, tiling, device and d
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-
-import numpy as np
-import torch
 
 from slomo_core.errors import CheckpointError
 from slomo_core.interp.base import PairRequest
@@ -35,8 +31,6 @@ class DISSuperSloMoInterpolator(SuperSloMoInterpolator):
         self.dis = dis or DISInterpolator()
 
     def given_flows(self, requests: Sequence[PairRequest]) -> Flows:
-        """Every pair's DIS flows, computed on ``dis.flow_threads`` host threads, as device tensors."""
-        with ThreadPoolExecutor(self.dis.flow_threads, thread_name_prefix="slomo-dis-flow") as pool:
-            flows = list(pool.map(lambda r: self.dis.compute_flows(r.frame0, r.frame1), requests))
-        return tuple(upload(torch.from_numpy(np.stack([f[d] for f in flows])), self.device).permute(0, 3, 1, 2)
-                     for d in (0, 1))
+        """Every pair's DIS flows (both directions of every pair queued at once on the ``dis`` flow threads), on the device."""
+        flows = self.dis.flow_tensors([(r.frame0, r.frame1) for r in requests])
+        return tuple(upload(f, self.device) for f in flows)
