@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -52,21 +50,3 @@ def available_host_memory(default: int = 8 << 30) -> int:
     except (OSError, ValueError, IndexError):
         pass
     return default
-
-
-@contextmanager
-def torch_threads(count: int | None) -> Iterator[None]:
-    """torch's (process-wide) intra-op thread count set to ``count`` for the block, restored after; ``None``
-    leaves it alone. For CPU work that runs beside other busy threads: on 2 cores, torch's 2 OpenMP threads
-    beside DIS's 2 flow threads took a model stage from 3.2 to 4.0 s (beside OpenCV's own threads, one run 17 s)."""
-    if count is None:
-        yield
-        return
-    if count < 1:
-        raise ConfigError(f"torch thread count must be >= 1, got {count}")
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)

@@ -13,7 +13,7 @@ import torch
 from slomo_core.errors import CheckpointError
 from slomo_core.model.checkpoint import load_superslomo, save_superslomo
 from slomo_core.model.superslomo import SuperSloMo, SuperSloMoConfig
-from slomo_core.model.synthesis import PUBLIC_WARP, SLOMO_WARP
+from slomo_core.model.warp_convention import PUBLIC_WARP, SLOMO_WARP
 
 TINY = SuperSloMoConfig(widths=(4, 8, 8, 8, 8, 8))
 WHEN = datetime.datetime(2019, 3, 14, 15, 9, 26, 535897)

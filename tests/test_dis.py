@@ -5,17 +5,14 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from bench.quality import texture  # the benchmark's synthetic clips are made of the same texture
 from slomo_core.errors import ConfigError, InputError
 from slomo_core.interp.base import PairRequest
 from slomo_core.interp.dis import DISInterpolator
-from slomo_core.runtime import torch_threads
 
 H, W = 96, 128
 BIG = texture(0, H + 64, W + 64)
-THREADS_AT_IMPORT = torch.get_num_threads()
 
 
 def view(dx: float, dy: float) -> np.ndarray:
@@ -142,30 +139,14 @@ def test_threads_left_alone_unless_asked() -> None:
     assert DISInterpolator.name == "dis"
 
 
-def test_flows_on_several_threads_give_the_same_frames_and_restore_torch_threads() -> None:
+def test_flows_on_several_threads_give_the_same_frames() -> None:
     """Flows queued on a pool of solvers, synthesis beside them: the frames of one solver, in request order."""
     frames = [view(2 * n, -n) for n in range(6)]
     requests = [PairRequest(a, b, () if n == 2 else (0.25, 0.5)) for n, (a, b) in enumerate(zip(frames, frames[1:]))]
-    torch.set_num_threads(2)
-    try:
-        one = DISInterpolator(flow_threads=1).interpolate(requests)
-        three = DISInterpolator(flow_threads=3).interpolate(requests)
-        assert torch.get_num_threads() == 2
-    finally:
-        torch.set_num_threads(THREADS_AT_IMPORT)
+    one = DISInterpolator(flow_threads=1).interpolate(requests)
+    three = DISInterpolator(flow_threads=3).interpolate(requests)
     assert [len(frames) for frames in three] == [2, 2, 0, 2, 2]
     assert all(np.array_equal(a, b) for x, y in zip(one, three, strict=True) for a, b in zip(x, y, strict=True))
-
-
-def test_torch_threads_set_for_a_block_and_restored() -> None:
-    before = torch.get_num_threads()
-    with torch_threads(1):
-        assert torch.get_num_threads() == 1
-    with torch_threads(None):
-        assert torch.get_num_threads() == before
-    assert torch.get_num_threads() == before
-    with pytest.raises(ConfigError), torch_threads(0):
-        pass
 
 
 def test_outside_weight_lowers_only_samples_from_beyond_the_edge() -> None:

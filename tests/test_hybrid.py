@@ -20,8 +20,9 @@ from slomo_core.interp.inference import InferenceSettings
 from slomo_core.model.checkpoint import load_superslomo, save_superslomo
 from slomo_core.model.shipped import BEST
 from slomo_core.model.superslomo import ARCH_DIS_HYBRID, SuperSloMo, SuperSloMoConfig
-from slomo_core.model.synthesis import PUBLIC_WARP, SLOMO_WARP, approximate_intermediate_flows, backward_warp
+from slomo_core.model.synthesis import approximate_intermediate_flows, backward_warp
 from slomo_core.model.unet import LIGHT_WIDTHS
+from slomo_core.model.warp_convention import PUBLIC_WARP, SLOMO_WARP
 from slomo_core.video.probe import read_frame_timestamps
 from training.config import TrainConfig
 from training.loop import CURVE_FILE, Trainer

@@ -20,7 +20,7 @@ from slomo_core.interp.base import PairRequest
 from slomo_core.interp.network import InferenceSettings, SuperSloMoInterpolator
 from slomo_core.model.checkpoint import load_superslomo
 from slomo_core.model.superslomo import SuperSloMo
-from slomo_core.model.synthesis import PUBLIC_WARP, SLOMO_WARP, WarpConvention
+from slomo_core.model.warp_convention import PUBLIC_WARP, SLOMO_WARP, WarpConvention
 
 DATA = Path(__file__).parent / "data" / "parity"
 TOLERANCE = 1e-4  # float32 reproduces the public outputs to ~1e-6

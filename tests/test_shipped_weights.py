@@ -20,7 +20,7 @@ from slomo_core.model.shipped import (
     shipped_names,
     weights_dir,
 )
-from slomo_core.model.synthesis import SLOMO_WARP, WarpConvention
+from slomo_core.model.warp_convention import SLOMO_WARP, WarpConvention
 from slomo_core.settings import ConversionSettings
 from slomo_core.storage import file_sha256
 from tests.clips import cfr_pts, make_clip, moving_square_frames

@@ -17,8 +17,8 @@ from slomo_core.errors import ConfigError
 from slomo_core.interp.base import PairRequest
 from slomo_core.interp.network import SuperSloMoInterpolator
 from slomo_core.model.checkpoint import load_superslomo
-from slomo_core.model.synthesis import PUBLIC_WARP, SLOMO_WARP
 from slomo_core.model.unet import LIGHT_WIDTHS
+from slomo_core.model.warp_convention import PUBLIC_WARP, SLOMO_WARP
 from slomo_core.storage import file_sha256
 from tests.clips import cfr_pts, make_clip, moving_square_frames
 from training import cli

@@ -13,8 +13,8 @@ import sys
 
 from slomo_core.errors import SlomoError
 from slomo_core.model.superslomo import ARCHITECTURES
-from slomo_core.model.synthesis import WARP_CONVENTIONS
 from slomo_core.model.unet import PRESETS
+from slomo_core.model.warp_convention import WARP_CONVENTIONS
 from training.config import RENDERERS, TrainConfig
 
 

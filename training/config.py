@@ -6,8 +6,8 @@ from dataclasses import asdict, dataclass, field
 
 from slomo_core.errors import ConfigError
 from slomo_core.model.superslomo import ARCH_SUPERSLOMO, ARCHITECTURES
-from slomo_core.model.synthesis import WARP_CONVENTIONS, WarpConvention
 from slomo_core.model.unet import PRESETS
+from slomo_core.model.warp_convention import WARP_CONVENTIONS, WarpConvention
 
 RENDERERS: tuple[str, ...] = ("auto", "opencv", "device")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from slomo_core.model.checkpoint import load_superslomo, save_superslomo
-from slomo_core.model.synthesis import SLOMO_WARP, WarpConvention
+from slomo_core.model.warp_convention import SLOMO_WARP, WarpConvention
 from slomo_core.storage import file_sha256
 
 

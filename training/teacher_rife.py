@@ -26,7 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from slomo_core.errors import CheckpointError
-from slomo_core.model.synthesis import SLOMO_WARP, backward_warp
+from slomo_core.model.synthesis import backward_warp
+from slomo_core.model.warp_convention import SLOMO_WARP
 from slomo_core.storage import file_sha256
 
 TEACHER_NAME = "rife-4.0"

@@ -2,9 +2,10 @@
 
 It needs no checkpoint, so it serves when no weights are at hand, on CPU-only machines and in tests.
 Flow comes from DIS (Kroeger et al., ECCV 2016) in both directions; the intermediate flows and the
-visibility-weighted fusion are the network's own (``model.synthesis``), with the learnt visibility replaced by
-forward-backward flow consistency. Everything runs on the host, where DIS's flows are: backward warps under
-the network's warp convention by ``cv2.remap``, the formulas on one torch thread over the same arrays.
+visibility-weighted fusion are the network's own (``model.equations``), with the learnt visibility replaced
+by forward-backward flow consistency. Everything runs on the host, where DIS's flows are: backward warps under
+the network's warp convention by ``cv2.remap``, the formulas in numpy over the same arrays. It imports no
+torch: on a 2-core CPU that is about 1.1 s of a short command's start-up.
 """
 
 from __future__ import annotations
@@ -12,15 +13,18 @@ from __future__ import annotations
 import queue
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-import torch
 
 from slomo_core.errors import ConfigError
 from slomo_core.interp.base import PairRequest, as_8bit, check_frame_pair
-from slomo_core.model.synthesis import approximate_intermediate_flows, fuse
-from slomo_core.runtime import torch_threads
+from slomo_core.model.equations import fuse, intermediate_flows
+from slomo_core.model.warp_convention import SLOMO_WARP
+
+if TYPE_CHECKING:
+    import torch
 
 # DIS refuses images much smaller than its patches; tiny frames are edge-padded up to this and cropped back.
 MIN_FLOW_SIZE = 16
@@ -62,11 +66,11 @@ class DISInterpolator:
       on real footage, where DIS's flow near the border is the least reliable; so it is off.
     * ``threads``: OpenCV's (process-wide) thread count, set only when given.
     * ``flow_threads``: threads computing one call's flows (each direction of each pair a task, one DIS
-      solver per thread) ahead of the synthesis, which runs in the calling thread, on a CPU with one torch
-      thread: on 2 cores (bikes, 60 frames, x2) that took the model stage from 4.0 to 3.2 s, where torch's
-      own 2 threads fought the flow threads (4.0 s).
+      solver per thread) ahead of the synthesis, which runs in the calling thread (single-threaded numpy):
+      on 2 cores (bikes, 60 frames, x2) that took the model stage from 4.0 to 3.2 s, where a synthesis on
+      2 torch threads fought the flow threads (4.0 s).
     * The synthesis runs on the host, one time at a time: warps by ``cv2.remap``, the paper's formulas
-      (``model.synthesis``) on one torch thread over the same arrays.
+      (``model.equations``) in numpy over the same arrays, in float32.
     """
 
     name = "dis"
@@ -155,18 +159,21 @@ class DISInterpolator:
     def flow_tensors(self, pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[torch.Tensor, torch.Tensor]:
         """F_0->1 and F_1->0 of every (frame0, frame1) pair as N x 2 x H x W float32 CPU tensors (pixels),
         computed on the flow threads: what ``superslomo-dis`` is given, at inference and in training."""
+        import torch  # the network's callers only: the interpolator itself runs without torch
+
         with ThreadPoolExecutor(self.flow_threads, thread_name_prefix="slomo-dis-flow") as pool:
             flows = list(self._flows_ahead(pairs, pool))
         return tuple(torch.from_numpy(np.stack([f[d] for f in flows])).permute(0, 3, 1, 2).contiguous() for d in (0, 1))
 
     def _seen_in_other(self, flow_ab: np.ndarray, flow_ba: np.ndarray, grid: np.ndarray) -> np.ndarray:
         """Per pixel of frame a, how surely it reappears in frame b (forward-backward agreement), HxW in (0, 1]."""
-        ab, back = torch.from_numpy(flow_ab), torch.from_numpy(_warp(flow_ba, flow_ab, grid))
-        # Channel by channel: reductions over the interleaved last axis run 2x slower here.
-        err2 = (ab[..., 0] + back[..., 0]).square_().add_((ab[..., 1] + back[..., 1]).square_())
-        mag2 = ab[..., 0].square().add_(ab[..., 1].square()).add_(back[..., 0].square()).add_(back[..., 1].square())
-        tolerance = mag2.mul_(self.occlusion_relative).add_(self.occlusion_sigma**2)
-        return err2.div_(tolerance).neg_().exp_().numpy()
+        back = _warp(flow_ba, flow_ab, grid)
+        ab_x, ab_y, back_x, back_y = flow_ab[..., 0], flow_ab[..., 1], back[..., 0], back[..., 1]
+        err_x, err_y = ab_x + back_x, ab_y + back_y
+        err2 = err_x * err_x + err_y * err_y
+        mag2 = ab_x * ab_x + ab_y * ab_y + back_x * back_x + back_y * back_y
+        tolerance = mag2 * np.float32(self.occlusion_relative) + np.float32(self.occlusion_sigma**2)
+        return np.exp(-(err2 / tolerance))
 
     def _interpolate_pair(self, request: PairRequest, flows: tuple[np.ndarray, np.ndarray]) -> list[np.ndarray]:
         flow01, flow10 = flows
@@ -175,25 +182,24 @@ class DISInterpolator:
         # Each frame's "reappears in the other frame" map, warped to time t with it.
         seen0, seen1 = self._seen_in_other(flow01, flow10, grid), self._seen_in_other(flow10, flow01, grid)
         white = 255 if request.frame0.dtype == np.uint8 else 65535  # 16-bit RGB of a deep source stays 16-bit
-        level_type = torch.uint8 if white == 255 else torch.int32
+        level_type = np.uint8 if white == 255 else np.uint16
+        floor = np.float32(self.visibility_floor)
         out: list[np.ndarray] = []
-        for t in (float(t) for t in request.times):
-            flow_t0, flow_t1 = approximate_intermediate_flows(torch.from_numpy(flow01), torch.from_numpy(flow10), t)
+        for t in (np.float32(t) for t in request.times):
+            flow_t0, flow_t1 = intermediate_flows(flow01, flow10, t)
             # Content of I0 that has no match in I1 (about to be covered) is missing from I1, so it lowers
             # I1's weight at time t, and vice versa: V_t1 comes from frame 0's map, V_t0 from frame 1's.
             # Images and maps are warped apart: fusion over contiguous arrays runs 2x faster than over views.
-            visibility1 = _warp(seen0, flow_t0.numpy(), grid)
-            visibility0 = _warp(seen1, flow_t1.numpy(), grid)
-            visibility0, visibility1 = (torch.from_numpy(v).unsqueeze(2).clamp_min_(self.visibility_floor)
-                                        for v in (visibility0, visibility1))
+            visibility1 = np.maximum(_warp(seen0, flow_t0, grid), floor)[..., None]
+            visibility0 = np.maximum(_warp(seen1, flow_t1, grid), floor)[..., None]
             if self.outside_weight < 1:
                 visibility0 = visibility0 * _inside(flow_t0, self.outside_weight)
                 visibility1 = visibility1 * _inside(flow_t1, self.outside_weight)
-            warped0 = torch.from_numpy(_warp(image0, flow_t0.numpy(), grid))
-            warped1 = torch.from_numpy(_warp(image1, flow_t1.numpy(), grid))
-            frame = fuse(warped0, warped1, visibility0, visibility1, t)
-            levels = frame.clamp_(0, white).round_().to(level_type)
-            out.append(levels.numpy() if white == 255 else levels.numpy().astype(np.uint16))
+            warped0 = _warp(image0, flow_t0, grid)
+            warped1 = _warp(image1, flow_t1, grid)
+            frame = fuse(warped0, warped1, visibility0, visibility1, t, SLOMO_WARP.fusion_eps)
+            np.clip(frame, 0, white, out=frame)
+            out.append(np.rint(frame, out=frame).astype(level_type))
         return out
 
     def _grid(self, h: int, w: int) -> np.ndarray:
@@ -211,22 +217,21 @@ class DISInterpolator:
                     raise ConfigError(f"interpolation time {float(t)} is not strictly inside (0, 1)")
         busy = [n for n, request in enumerate(requests) if request.times]
         out: list[list[np.ndarray]] = [[] for _ in requests]
-        with torch.inference_mode(), torch_threads(1), \
-                ThreadPoolExecutor(self.flow_threads, thread_name_prefix="slomo-dis-flow") as pool:
+        with ThreadPoolExecutor(self.flow_threads, thread_name_prefix="slomo-dis-flow") as pool:
             pairs = [(requests[n].frame0, requests[n].frame1) for n in busy]
             for n, flows in zip(busy, self._flows_ahead(pairs, pool), strict=True):
                 out[n] = self._interpolate_pair(requests[n], flows)
         return out
 
 
-def _inside(flow: torch.Tensor, outside_weight: float) -> torch.Tensor:
+def _inside(flow: np.ndarray, outside_weight: float) -> np.ndarray:
     """HxWx1: 1 where p + flow(p) lies in the frame, falling linearly over one pixel to ``outside_weight``
     beyond its edge (where a warp only repeats the border)."""
     h, w, _ = flow.shape
-    x = flow[..., 0] + torch.arange(w, dtype=flow.dtype).view(1, w)
-    y = flow[..., 1] + torch.arange(h, dtype=flow.dtype).view(h, 1)
-    beyond = torch.maximum((-x).clamp_min(0) + (x - (w - 1)).clamp_min(0), (-y).clamp_min(0) + (y - (h - 1)).clamp_min(0))
-    return (1 - beyond.clamp_max(1) * (1 - outside_weight)).unsqueeze(2)
+    x = flow[..., 0] + np.arange(w, dtype=np.float32)
+    y = flow[..., 1] + np.arange(h, dtype=np.float32)[:, None]
+    beyond = np.maximum(np.maximum(-x, 0) + np.maximum(x - (w - 1), 0), np.maximum(-y, 0) + np.maximum(y - (h - 1), 0))
+    return (1 - np.minimum(beyond, 1) * np.float32(1 - outside_weight))[..., None]
 
 
 def _pixel_grid(h: int, w: int) -> np.ndarray:

@@ -31,7 +31,7 @@ import torch
 
 from slomo_core.errors import CheckpointError
 from slomo_core.model.superslomo import ARCH_SUPERSLOMO, ARCHITECTURES, SuperSloMo, SuperSloMoConfig
-from slomo_core.model.synthesis import PUBLIC_WARP, SLOMO_WARP, WarpConvention
+from slomo_core.model.warp_convention import PUBLIC_WARP, SLOMO_WARP, WarpConvention
 from slomo_core.storage import file_sha256
 
 FORMAT_NAME = "slomo.superslomo"

@@ -18,14 +18,9 @@ from typing import Literal
 import torch
 from torch import nn
 
-from slomo_core.model.synthesis import (
-    SLOMO_WARP,
-    WarpConvention,
-    approximate_intermediate_flows,
-    backward_warp,
-    fuse,
-)
+from slomo_core.model.synthesis import approximate_intermediate_flows, backward_warp, fuse
 from slomo_core.model.unet import FULL_WIDTHS, UNet
+from slomo_core.model.warp_convention import SLOMO_WARP, WarpConvention
 
 # Input normalisation of the public re-implementation (mean subtracted, std 1), RGB in [0, 1].
 REFERENCE_MEAN: tuple[float, float, float] = (0.429, 0.431, 0.397)
