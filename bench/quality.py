@@ -46,7 +46,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -57,6 +57,7 @@ import numpy as np
 import torch
 
 from bench.footage import real_frames
+from bench.minterpolate import MINTERPOLATE_OPTIONS, minterpolate_frames
 from slomo_core.interp.base import FrameInterpolator, PairRequest
 from slomo_core.interp.dis import DISInterpolator
 from slomo_core.model.shipped import PREFIX, resolve_shipped, shipped_names
@@ -64,7 +65,6 @@ from slomo_core.scene import SceneCutDetector
 from slomo_core.video.decode import iter_frames
 from slomo_core.video.encode import EncoderSettings, VideoEncoder
 
-MINTERPOLATE_OPTIONS = "mi_mode=mci:mc_mode=aobmc:me_mode=bidir:vsbmc=1"
 STREAM_RATE = 25  # rate of the CFR stream of kept frames handed to minterpolate (any value works)
 # Height of the alignment probe's frames. minterpolate's own scene-change detector (scd=fdiff) compares the
 # first pair's mean absolute difference with 0 and, above its threshold, repeats the nearer kept frame
@@ -329,38 +329,6 @@ def minterpolate_available() -> str | None:
     if "minterpolate" in av.filter.filters_available:
         return "pyav"
     return "ffmpeg" if shutil.which("ffmpeg") else None
-
-
-def minterpolate_frames(frames: Iterable[av.VideoFrame], width: int, height: int, pix_fmt: str,
-                        time_base: Fraction, fps: Fraction, output_format: str | None = None) -> Iterator[av.VideoFrame]:
-    """``frames`` through FFmpeg's minterpolate (MINTERPOLATE_OPTIONS) asked for ``fps``, pushed and pulled
-    one at a time (never the whole clip in memory). The one home of the filter graph: the quality benchmark
-    feeds it RGB, the throughput benchmark a decoder's own YUV frames. RGB goes through yuv444p (minterpolate
-    takes planar YUV only); ``output_format`` converts what comes out (None: the filter's own format)."""
-    graph = av.filter.Graph()
-    chain = [graph.add_buffer(width=width, height=height, format=pix_fmt, time_base=time_base)]
-    if av.VideoFormat(pix_fmt).is_rgb:
-        chain.append(graph.add("format", "yuv444p"))
-    chain.append(graph.add("minterpolate", f"fps={fps}:{MINTERPOLATE_OPTIONS}"))
-    if output_format:
-        chain.append(graph.add("format", output_format))
-    chain.append(graph.add("buffersink"))
-    for upstream, downstream in itertools.pairwise(chain):
-        upstream.link_to(downstream)
-    graph.configure()
-
-    def drain() -> Iterator[av.VideoFrame]:
-        while True:
-            try:
-                yield graph.pull()
-            except (av.error.BlockingIOError, av.error.EOFError):
-                return
-
-    for frame in frames:
-        graph.push(frame)
-        yield from drain()
-    graph.push(None)
-    yield from drain()
 
 
 def _minterpolate_pyav(kept: Sequence[np.ndarray], factor: int) -> dict[int, np.ndarray]:
