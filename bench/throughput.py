@@ -89,11 +89,12 @@ def build_model(args: argparse.Namespace):
 
 
 def build_interpolator(args: argparse.Namespace):
-    from slomo_core.interp.dis import DISInterpolator
+    if args.model == "dis":
+        from slomo_core.interp.dis import DISInterpolator
+
+        return DISInterpolator()
     from slomo_core.interp.network import InferenceSettings, SuperSloMoInterpolator
 
-    if args.model == "dis":
-        return DISInterpolator()
     model, _ = build_model(args)
     return SuperSloMoInterpolator(model, InferenceSettings(device=args.device, dtype=args.dtype,
                                                            channels_last=args.channels_last, compile=args.compile))
