@@ -38,7 +38,10 @@ class HostFloatPathInterpolator(SuperSloMoInterpolator):
         host = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div_(255.0)
         return host.to(self.device)
 
-    def _to_numpy(self, stacked: torch.Tensor, times: list[tuple[float, ...]]) -> list[list[np.ndarray]]:
+    def _to_numpy(self, stacked: torch.Tensor, times: list[tuple[float, ...]],
+                  dtype: torch.dtype = torch.uint8) -> list[list[np.ndarray]]:
+        if dtype != torch.uint8:
+            raise ValueError("the host-float path is timed on 8-bit frames only")
         result, start = [], 0
         for pair_times in times:
             frames = stacked[start : start + len(pair_times)].cpu()

@@ -12,6 +12,7 @@ import numpy as np
 from bench import throughput
 from bench.quality import psnr
 from slomo_core.convert import ConvertOptions, convert_locally
+from slomo_core.interp.base import PairRequest
 from slomo_core.interp.dis import DISInterpolator
 from slomo_core.stage_clock import StageClock
 from slomo_core.timestamps import RateSpec
@@ -172,3 +173,22 @@ def test_cli_rows_only_where_the_command_can_run_the_model() -> None:
     assert not throughput.parse(["--model", "dis", "--no-cli"]).cli
     assert throughput.job_seconds("out.mp4: 5 -> 9 frames in 2 chunk(s) in this process in 3.4 s, audio copy") == 3.4
     assert throughput.job_seconds("out.mp4: 5 -> 9 frames with dis in 1 chunk(s), 12.0 s (0.8 frames/s)") == 12.0
+
+
+def test_interpolator_bench_host_float_path_runs_and_gives_the_engines_frames(capsys) -> None:
+    """bench.interpolators' host-float rows (the GPU script's step 2) run, and differ from the engine only in
+    their transfers: frames within one level (float rounding on the host against on the device)."""
+    from bench import interpolators
+
+    args = argparse.Namespace(widths="light", device="cpu")
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (32, 48, 3), dtype=np.uint8) for _ in range(2)]
+    requests = [PairRequest(frames[0], frames[1], (0.25, 0.5))]
+    host = interpolators.CONFIGS["superslomo fp32 channels_last host-float path"](args).interpolate(requests)
+    engine = interpolators.CONFIGS["superslomo fp32 channels_last"](args).interpolate(requests)
+    assert [len(pair) for pair in host] == [2]
+    assert all(np.abs(a.astype(int) - b.astype(int)).max() <= 1 for a, b in zip(host[0], engine[0], strict=True))
+    assert interpolators.main(["--size", "48x32", "--factor", "2", "--batch-pairs", "1", "--repeats", "1",
+                               "--widths", "light", "--device", "cpu", "--only",
+                               "superslomo fp32 channels_last host-float path"]) == 0
+    assert "| superslomo fp32 channels_last host-float path |" in capsys.readouterr().out
