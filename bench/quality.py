@@ -317,9 +317,11 @@ def ablation_methods() -> dict[str, Method]:
         "dis + scene cuts": with_scene_cuts(interpolator_method(DISInterpolator)),
         "dis-warp-average, h264 round trip": encoded(dis_warp_average_method),
         "dis, h264 round trip": encoded(interpolator_method(DISInterpolator)),
-        "dis, visibility floor 0.7": interpolator_method(lambda: DISInterpolator(visibility_floor=0.7)),
-        "dis, visibility floor 1 (none)": interpolator_method(lambda: DISInterpolator(visibility_floor=1.0)),
-        "dis, patch stride 2, floor 0.7 (before)": interpolator_method(lambda: DISInterpolator(patch_stride=2, visibility_floor=0.7)),
+        "dis, eq. 4 alone, visibility floor 0.9 (before)": interpolator_method(
+            lambda: DISInterpolator(flow_candidates=False, visibility_floor=0.9)),
+        "dis, visibility floor 0.9": interpolator_method(lambda: DISInterpolator(visibility_floor=0.9)),
+        "dis, agreement scale 40": interpolator_method(lambda: DISInterpolator(agreement_scale=40.0)),
+        "dis, patch stride 2": interpolator_method(lambda: DISInterpolator(patch_stride=2)),
         "dis, samples from outside a frame down-weighted": interpolator_method(lambda: DISInterpolator(outside_weight=0.01)),
     }
 
