@@ -20,7 +20,7 @@ by exp(-(d - d_min) / 20 levels), d the candidate's 3x3 box-filtered disagreemen
   from fwd, then (F_t0, F_t1) = (-t s, (1-t) s): both ends on the same straight path, read where the pixel
   came from instead of at p (bwd-inv the same from F10).
 
-    python -m bench.dis_variants                               # every clip, x2 and x8, every group (~10 min)
+    python -m bench.dis_variants                               # every clip, x2 and x8, every group (~1.5 min on 2 cores)
     python -m bench.dis_variants --clips carphone synth96 --factors 2 --variants dis "eq4 fp1"
 """
 
