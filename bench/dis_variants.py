@@ -36,7 +36,7 @@ import numpy as np
 
 from bench.quality import CLIPS, dis_warp_average, drop_groups, psnr, sample_groups, spans_cut
 from slomo_core.interp.base import PairRequest
-from slomo_core.interp.dis import DISInterpolator, _blend_by_agreement, _warp
+from slomo_core.interp.dis import DISInterpolator, _warp, backward_only, forward_only
 from slomo_core.model.equations import intermediate_flows
 
 BASELINE = "dis-warp-average"
@@ -51,12 +51,12 @@ def eq4(flow01: np.ndarray, flow10: np.ndarray, t: np.float32, grid: np.ndarray)
     return intermediate_flows(flow01, flow10, t)
 
 
-def forward_only(flow01: np.ndarray, flow10: np.ndarray, t: np.float32, grid: np.ndarray) -> Flows:
-    return -t * flow01, (1 - t) * flow01
+def fwd(flow01: np.ndarray, flow10: np.ndarray, t: np.float32, grid: np.ndarray) -> Flows:
+    return forward_only(flow01, flow10, t)
 
 
-def backward_only(flow01: np.ndarray, flow10: np.ndarray, t: np.float32, grid: np.ndarray) -> Flows:
-    return t * flow10, -(1 - t) * flow10
+def bwd(flow01: np.ndarray, flow10: np.ndarray, t: np.float32, grid: np.ndarray) -> Flows:
+    return backward_only(flow01, flow10, t)
 
 
 def fixed_point(iterations: int) -> Candidate:
@@ -86,8 +86,8 @@ def trajectory(iterations: int, forward: bool) -> Candidate:
 
 
 def blended(candidates: Sequence[Candidate], interp: DISInterpolator) -> Variant:
-    """The candidates' (1-t, t) fusions weighed per pixel by their warps' agreement, as ``dis`` weighs its
-    own (its ``_disagreement`` and ``_blend_by_agreement``, scale and window); one candidate = a plain fusion."""
+    """The candidates' (1-t, t) fusions weighed per pixel by their warps' agreement through ``dis``'s own
+    ``synthesize_at`` (its scale and window), no visibility; one candidate = a plain fusion."""
 
     def run(frame0: np.ndarray, frame1: np.ndarray, flows: Flows, times: Sequence[float]) -> list[np.ndarray]:
         flow01, flow10 = flows
@@ -95,14 +95,8 @@ def blended(candidates: Sequence[Candidate], interp: DISInterpolator) -> Variant
         image0, image1 = frame0.astype(np.float32), frame1.astype(np.float32)
         out = []
         for t in (np.float32(t) for t in times):
-            fused, disagreements = [], []
-            for candidate in candidates:
-                flow_t0, flow_t1 = candidate(flow01, flow10, t, grid)
-                warped0, warped1 = _warp(image0, flow_t0, grid), _warp(image1, flow_t1, grid)
-                fused.append(cv2.addWeighted(warped0, float(1 - t), warped1, float(t), 0.0))
-                if len(candidates) > 1:
-                    disagreements.append(interp._disagreement(warped0, warped1))
-            frame = fused[0] if len(fused) == 1 else _blend_by_agreement(fused, disagreements, np.float32(interp.agreement_scale))
+            estimates = [candidate(flow01, flow10, t, grid) for candidate in candidates]
+            frame = interp.synthesize_at(image0, image1, estimates, t, grid, None, np.float32(interp.agreement_scale))
             out.append(np.clip(np.rint(frame), 0, 255).astype(np.uint8))
         return out
 
@@ -119,7 +113,7 @@ def interpolator(interp: DISInterpolator) -> Variant:
 
 
 NAMED_CANDIDATES: dict[str, Candidate] = {
-    "eq4": eq4, "fwd": forward_only, "bwd": backward_only,
+    "eq4": eq4, "fwd": fwd, "bwd": bwd,
     **{f"fp{k}": fixed_point(k) for k in (1, 2, 3)},
     **{f"fwd-inv{k}": trajectory(k, True) for k in (1, 2)},
     **{f"bwd-inv{k}": trajectory(k, False) for k in (1, 2)},

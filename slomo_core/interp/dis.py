@@ -212,21 +212,28 @@ class DISInterpolator:
         white = 255 if request.frame0.dtype == np.uint8 else 65535  # 16-bit RGB of a deep source stays 16-bit
         level_type = np.uint8 if white == 255 else np.uint16
         scale = np.float32(self.agreement_scale * white / 255)  # 8-bit levels, in the frames' own
+        estimates = (intermediate_flows, forward_only, backward_only) if self.flow_candidates else (intermediate_flows,)
         out: list[np.ndarray] = []
         for t in (np.float32(t) for t in request.times):
-            candidates = [intermediate_flows(flow01, flow10, t)]
-            if self.flow_candidates:
-                candidates += [(-t * flow01, (1 - t) * flow01), (t * flow10, -(1 - t) * flow10)]
-            fused, disagreements = [], []
-            for flow_t0, flow_t1 in candidates:
-                warped0, warped1 = _warp(image0, flow_t0, grid), _warp(image1, flow_t1, grid)
-                fused.append(self._fuse(warped0, warped1, flow_t0, flow_t1, t, grid, seen))
-                if len(candidates) > 1:
-                    disagreements.append(self._disagreement(warped0, warped1))
-            frame = fused[0] if len(fused) == 1 else _blend_by_agreement(fused, disagreements, scale)
+            candidates = [estimate(flow01, flow10, t) for estimate in estimates]
+            frame = self.synthesize_at(image0, image1, candidates, t, grid, seen, scale)
             np.clip(frame, 0, white, out=frame)
             out.append(np.rint(frame, out=frame).astype(level_type))
         return out
+
+    def synthesize_at(self, image0: np.ndarray, image1: np.ndarray,
+                      candidates: Sequence[tuple[np.ndarray, np.ndarray]], t: np.float32, grid: np.ndarray,
+                      seen: tuple[np.ndarray, np.ndarray] | None, scale: np.float32) -> np.ndarray:
+        """The float frame at time t from float images: each candidate (F_t->0, F_t->1) warped and fused,
+        several blended by their warps' agreement (``scale`` in the images' levels). ``seen``: the frames'
+        forward-backward maps when visibility is weighted, else None."""
+        fused, disagreements = [], []
+        for flow_t0, flow_t1 in candidates:
+            warped0, warped1 = _warp(image0, flow_t0, grid), _warp(image1, flow_t1, grid)
+            fused.append(self._fuse(warped0, warped1, flow_t0, flow_t1, t, grid, seen))
+            if len(candidates) > 1:
+                disagreements.append(self._disagreement(warped0, warped1))
+        return fused[0] if len(fused) == 1 else _blend_by_agreement(fused, disagreements, scale)
 
     def _fuse(self, warped0: np.ndarray, warped1: np.ndarray, flow_t0: np.ndarray, flow_t1: np.ndarray,
               t: np.float32, grid: np.ndarray, seen: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
@@ -270,6 +277,16 @@ class DISInterpolator:
             for n, flows in zip(busy, self._flows_ahead(pairs, pool), strict=True):
                 out[n] = self._interpolate_pair(requests[n], flows)
         return out
+
+
+def forward_only(flow01: np.ndarray, flow10: np.ndarray, t: np.float32) -> tuple[np.ndarray, np.ndarray]:
+    """(F_t->0, F_t->1) from the forward flow alone, read at p: (-t F_0->1, (1-t) F_0->1)."""
+    return -t * flow01, (1 - t) * flow01
+
+
+def backward_only(flow01: np.ndarray, flow10: np.ndarray, t: np.float32) -> tuple[np.ndarray, np.ndarray]:
+    """(F_t->0, F_t->1) from the backward flow alone, read at p: (t F_1->0, -(1-t) F_1->0)."""
+    return t * flow10, -(1 - t) * flow10
 
 
 _CHANNEL_MEAN = np.full((1, 3), 1 / 3, np.float32)  # cv2.transform: HxWx3 -> HxW channel mean
